@@ -1,0 +1,1 @@
+"""The stream layer: event decoding and validation, monitors, signals, runners."""

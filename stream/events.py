@@ -1,0 +1,331 @@
+"""Events (CONTRACT §1): typed records, decoding and validation with a reason per rejection.
+
+Decoding is the hot path, so the common case costs one msgspec decode into typed structs;
+only a message that fails takes the slow path that works out *why* it failed. A message is
+one event (a JSON object) or a batch (a JSON array of events), each element validated on
+its own.
+
+>>> dec = EventDecoder({"car_loan"})
+>>> good = b'{"type":"outcome","ts":"2019-03-01T12:00:00Z","model_id":"car_loan",'
+>>> good += b'"request_id":"r-1","label":1}'
+>>> events, rejects = dec.decode(good)
+>>> events[0].request_id, events[0].ts
+('r-1', 1551441600.0)
+>>> _, rejects = dec.decode(b'[{"type":"outcome"}, 7, {"type":"x"}]')
+>>> [str(r.reason) for r in rejects]
+['missing_field', 'not_object', 'unknown_event_type']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import msgspec
+
+Scalar = float | str | bool | None
+Label = float | str | bool
+# ISO-8601 with a zone (naive times are refused: event time must be unambiguous) or epoch s.
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | float
+
+MIN_EPOCH = 0.0  # 1970-01-01
+MAX_EPOCH = 32503680000.0  # 3000-01-01
+
+
+class Reason(StrEnum):
+    """Why a message or an element of a batch was rejected."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_UTF8 = "invalid_utf8"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_VALUE = "invalid_value"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    UNKNOWN_MODEL = "unknown_model"
+    NON_FINITE = "non_finite"
+    OVERSIZE = "oversize"
+
+
+class Prediction(msgspec.Struct, tag="prediction", tag_field="type", gc=False):
+    """A model's prediction for one request, with the features it saw."""
+
+    ts: Timestamp
+    model_id: str
+    features: dict[str, Scalar]
+    prediction: Label
+    event_id: str | None = None
+    model_version: str | None = None
+    request_id: str | None = None
+    score: float | None = None
+    label: Label | None = None
+    tags: dict[str, Scalar] | None = None
+
+
+class Outcome(msgspec.Struct, tag="outcome", tag_field="type", gc=False):
+    """The ground truth for an earlier prediction, joined by ``request_id``."""
+
+    ts: Timestamp
+    model_id: str
+    request_id: str
+    label: Label
+    event_id: str | None = None
+
+
+class Metric(msgspec.Struct, tag="metric", tag_field="type", gc=False):
+    """One observation of a business/product metric."""
+
+    ts: Timestamp
+    model_id: str
+    name: str
+    value: float
+    event_id: str | None = None
+    model_version: str | None = None
+    tags: dict[str, Scalar] | None = None
+
+
+Event = Prediction | Outcome | Metric
+EVENT_TYPES: dict[str, type[Event]] = {
+    "prediction": Prediction,
+    "outcome": Outcome,
+    "metric": Metric,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A rejected message (or batch element): kept with its reason, never fatal."""
+
+    reason: Reason
+    detail: str
+    raw: bytes
+    index: int | None = None  # position inside a batch message, None for a single event
+
+
+class DedupeSet:
+    """Remembers the last ``capacity`` event ids (FIFO); O(1) per check, bounded memory.
+
+    >>> d = DedupeSet(capacity=2)
+    >>> [d.seen(x) for x in ["a", "b", "a", "c", "a"]]
+    [False, False, True, False, False]
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True when ``event_id`` was seen before (and is still remembered); else remember it."""
+        ids = self._ids
+        if event_id in ids:
+            return True
+        ids[event_id] = None
+        if len(ids) > self.capacity:
+            ids.popitem(last=False)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def filter(self, ids: list[str | None]) -> list[bool]:
+        """For a batch: True for each id already seen (None ids are never duplicates).
+
+        >>> DedupeSet(10).filter(["a", None, "a", "b", None])
+        [False, False, True, False, False]
+        """
+        known = self._ids
+        out = []
+        for eid in ids:
+            if eid is None:
+                out.append(False)
+            elif eid in known:
+                out.append(True)
+            else:
+                known[eid] = None
+                out.append(False)
+        while len(known) > self.capacity:
+            known.popitem(last=False)
+        return out
+
+
+def _classify_validation(msg: str) -> Reason:
+    if msg.startswith("Object missing required field"):
+        return Reason.MISSING_FIELD
+    if msg.startswith("Number out of range"):
+        return Reason.NON_FINITE
+    if msg.startswith("Invalid value") and "`$.type`" in msg:
+        return Reason.UNKNOWN_EVENT_TYPE
+    if msg.startswith("Expected `object") and "- at" not in msg:
+        return Reason.NOT_OBJECT
+    return Reason.WRONG_TYPE
+
+
+def _has_non_finite(obj: Any) -> bool:
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        return any(_has_non_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_non_finite(v) for v in obj)
+    return False
+
+
+class EventDecoder:
+    """Decodes messages into typed events for the known models; pure, no I/O.
+
+    ``decode`` returns ``(events, rejects)``; duplicates are not its concern (see
+    :class:`DedupeSet`), so that the same decoder serves any driver.
+    """
+
+    def __init__(
+        self,
+        models: Collection[str],
+        *,
+        max_event_bytes: int = 64 * 1024,
+        max_message_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.models = frozenset(models)
+        self.max_event_bytes = max_event_bytes
+        self.max_message_bytes = max_message_bytes
+        self._event = msgspec.json.Decoder(Event)
+        self._batch = msgspec.json.Decoder(list[msgspec.Raw])
+
+    def decode(self, message: bytes) -> tuple[list[Event], list[Reject]]:
+        """Decode one message: a JSON object or a JSON array of them."""
+        events: list[Event] = []
+        rejects: list[Reject] = []
+        stripped = message.lstrip()
+        if stripped[:1] == b"[":
+            if len(message) > self.max_message_bytes:
+                rejects.append(
+                    Reject(Reason.OVERSIZE, f"batch of {len(message)} bytes", message[:1024])
+                )
+                return events, rejects
+            try:
+                elements = self._batch.decode(message)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                rejects.append(self._explain(message, None))
+                return events, rejects
+            for i, raw in enumerate(elements):
+                self._one(bytes(raw), i, events, rejects)
+        else:
+            self._one(message, None, events, rejects)
+        return events, rejects
+
+    def decode_many(
+        self, messages: Iterable[bytes], start: int
+    ) -> tuple[list[Event], list[int], list[tuple[int, Reject]]]:
+        """Decode a batch of messages, numbering every element from ``start`` in order.
+
+        Returns the events with their indices, and the rejects with theirs. The common
+        case (one well-formed event per message) takes an inlined fast path.
+        """
+        events: list[Event] = []
+        seqs: list[int] = []
+        rejected: list[tuple[int, Reject]] = []
+        fast = self._event.decode
+        check = self._check
+        models = self.models
+        limit = self.max_event_bytes
+        seq = start
+        for message in messages:
+            if message[:1] == b"{" and len(message) <= limit:
+                try:
+                    ev = fast(message)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    pass
+                else:
+                    ts = ev.ts
+                    if (ev.model_id in models and type(ts) is datetime
+                            and (type(ev) is not Prediction or ev.score is None
+                                 or 0.0 <= ev.score <= 1.0)):
+                        ev.ts = ts.timestamp()  # the common case, inlined
+                        problem = None
+                    else:
+                        problem = check(ev)
+                    if problem is None:
+                        events.append(ev)
+                        seqs.append(seq)
+                    else:
+                        rejected.append((seq, Reject(problem[0], problem[1], message)))
+                    seq += 1
+                    continue
+            evs, rejects = self.decode(message)
+            if not rejects:
+                events.extend(evs)
+                seqs.extend(range(seq, seq + len(evs)))
+                seq += len(evs)
+                continue
+            at = {r.index if r.index is not None else 0: r for r in rejects}
+            it = iter(evs)
+            for pos in range(len(evs) + len(rejects)):
+                reject = at.get(pos)
+                if reject is not None:
+                    rejected.append((seq, reject))
+                else:
+                    events.append(next(it))
+                    seqs.append(seq)
+                seq += 1
+        return events, seqs, rejected
+
+    def _one(
+        self, raw: bytes, index: int | None, events: list[Event], rejects: list[Reject]
+    ) -> None:
+        if len(raw) > self.max_event_bytes:
+            detail = f"event of {len(raw)} bytes exceeds {self.max_event_bytes}"
+            rejects.append(Reject(Reason.OVERSIZE, detail, raw[:1024], index))
+            return
+        try:
+            ev = self._event.decode(raw)
+        except msgspec.ValidationError as exc:
+            msg = str(exc)
+            rejects.append(Reject(_classify_validation(msg), msg, raw, index))
+            return
+        except msgspec.DecodeError:
+            rejects.append(self._explain(raw, index))
+            return
+        reason = self._check(ev)
+        if reason is not None:
+            rejects.append(Reject(reason[0], reason[1], raw, index))
+            return
+        events.append(ev)
+
+    def _check(self, ev: Event) -> tuple[Reason, str] | None:
+        if ev.model_id not in self.models:
+            return Reason.UNKNOWN_MODEL, f"unknown model {ev.model_id!r}"
+        ts = ev.ts
+        if isinstance(ts, datetime):
+            ev.ts = ts = ts.timestamp()
+        elif not MIN_EPOCH <= ts <= MAX_EPOCH:
+            return Reason.INVALID_VALUE, f"epoch timestamp {ts!r} out of range"
+        if type(ev) is Prediction and ev.score is not None and not 0.0 <= ev.score <= 1.0:
+            return Reason.INVALID_VALUE, f"score {ev.score!r} outside [0, 1]"
+        return None
+
+    @staticmethod
+    def _explain(raw: bytes, index: int | None) -> Reject:
+        """Slow path: why did this message not decode?"""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Reject(Reason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", raw, index)
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            try:  # Python's json accepts NaN/Infinity: then the JSON is otherwise fine
+                loose = json.loads(text)
+            except (ValueError, RecursionError):
+                return Reject(Reason.INVALID_JSON, str(exc), raw, index)
+            if _has_non_finite(loose):
+                return Reject(Reason.NON_FINITE, "NaN or Infinity where a number is required",
+                              raw, index)
+            return Reject(Reason.INVALID_JSON, str(exc), raw, index)
+        return Reject(Reason.INVALID_JSON, "undecodable message", raw, index)

@@ -1,0 +1,106 @@
+"""Business metrics: each named metric's rolling mean against its own reference window.
+
+The first ``reference_observations`` of a metric (per model) are its reference (river's
+``stats.Mean``/``stats.Var``); after that a rolling window of ``window_observations``
+(river's ``utils.Rolling``) is compared with it every ``eval_every`` observations. A signal
+needs a relative fall of at least ``max_drop`` that is also significant (Welch z).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from river import stats, utils
+
+from stream.signals import EvidenceValue, Kind, Signal, Window
+from stream.stats import welch_drop_z, z_critical
+from watchkeeper.config import BusinessMetricSpec, MonitoringSettings
+
+
+@dataclass(slots=True)
+class _MetricState:
+    spec: BusinessMetricSpec
+    ref_mean: stats.Mean = field(default_factory=stats.Mean)
+    ref_var: stats.Var = field(default_factory=stats.Var)
+    cur_mean: utils.Rolling | None = None
+    cur_var: utils.Rolling | None = None
+    count: int = 0
+    window_seq: deque[int] = field(default_factory=deque)
+    window_ts: deque[float] = field(default_factory=deque)
+
+
+class BusinessMonitor:
+    """Rolling means of one model's business metrics; emits business_metric signals."""
+
+    def __init__(self, model_id: str, specs: dict[str, BusinessMetricSpec],
+                 settings: MonitoringSettings) -> None:
+        self.model_id = model_id
+        self.specs = specs
+        self.settings = settings
+        self._metrics: dict[str, _MetricState] = {}
+        self._z = z_critical(settings.alpha, max(len(specs), 1))
+
+    def _state(self, name: str) -> _MetricState:
+        st = self._metrics.get(name)
+        if st is None:
+            st = self._metrics[name] = _MetricState(self.specs.get(name, BusinessMetricSpec()))
+        return st
+
+    def update(self, names: list[str], values: NDArray[np.float64], seq: NDArray[np.int64],
+               ts: NDArray[np.float64]) -> list[Signal]:
+        b = self.settings.business
+        out: list[Signal] = []
+        for i, name in enumerate(names):
+            st = self._state(name)
+            x = float(values[i])
+            st.count += 1
+            if st.count <= b.reference_observations:
+                st.ref_mean.update(x)
+                st.ref_var.update(x)
+                continue
+            if st.cur_mean is None or st.cur_var is None:
+                st.cur_mean = utils.Rolling(stats.Mean, window_size=b.window_observations)
+                st.cur_var = utils.Rolling(stats.Var, window_size=b.window_observations)
+            st.cur_mean.update(x)
+            st.cur_var.update(x)
+            st.window_seq.append(int(seq[i]))
+            st.window_ts.append(float(ts[i]))
+            if len(st.window_seq) > b.window_observations:
+                st.window_seq.popleft()
+                st.window_ts.popleft()
+            seen = st.count - b.reference_observations
+            if seen >= b.window_observations and seen % b.eval_every == 0:
+                sig = self._evaluate(name, st)
+                if sig is not None:
+                    out.append(sig)
+        return out
+
+    def _evaluate(self, name: str, st: _MetricState) -> Signal | None:
+        assert st.cur_mean is not None and st.cur_var is not None
+        b = self.settings.business
+        ref, cur = st.ref_mean.get(), st.cur_mean.get()
+        sign = 1.0 if st.spec.direction == "higher_is_better" else -1.0
+        drop = sign * (ref - cur)
+        rel = drop / abs(ref) if ref else (np.inf if drop > 0 else 0.0)
+        if rel < st.spec.max_drop:
+            return None
+        z = sign * welch_drop_z(ref, st.ref_var.get(), b.reference_observations,
+                                cur, st.cur_var.get(), b.window_observations)
+        if z < self._z:
+            return None
+        evidence: dict[str, EvidenceValue] = {
+            "reference_mean": round(ref, 6), "current_mean": round(cur, 6),
+            "relative_drop": round(float(rel), 4), "max_drop": st.spec.max_drop,
+            "z": round(z, 2), "direction": st.spec.direction,
+            "reference_observations": b.reference_observations,
+            "window_observations": b.window_observations,
+        }
+        window = Window(st.window_seq[0], st.window_seq[-1], st.window_ts[0], st.window_ts[-1],
+                        len(st.window_seq))
+        return Signal(model_id=self.model_id, kind=Kind.BUSINESS_METRIC, subject=name,
+                      statistic="mean", value=round(cur, 6),
+                      threshold=round(ref * (1 - sign * st.spec.max_drop), 6), window=window,
+                      evidence=evidence, ts=window.end_ts, seq=window.end_seq)

@@ -1,0 +1,324 @@
+"""Input and output monitor: schema, data quality and drift of features, predictions, scores.
+
+Per model, prediction events are cut into tumbling windows (:class:`WindowClock`); each
+column accumulates a histogram and counters over the window, and when the window closes
+every column is tested against its reference profile:
+
+- *schema*: a feature missing, a new feature, a value of the wrong type;
+- *data quality*: null rate, hard-bound violations (config), values outside the
+  reference's observed range, unseen categories;
+- *drift*: PSI of the window's histogram against the reference's, which must both exceed
+  a practical threshold and be significant (chi-square test), at a level corrected for the
+  number of tests in the window, so that a stationary stream stays quiet.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream.columns import categorical, extract_all, numeric
+from stream.events import Prediction
+from stream.monitors.window import WindowClock
+from stream.reference import CategoricalProfile, ModelProfile, NumericProfile, Profile
+from stream.signals import EvidenceValue, Kind, Signal, Window
+from stream.stats import chi2_homogeneity_p, psi, rate_increase_z, z_critical
+from watchkeeper.config import MonitoringSettings
+
+MIN_DRIFT_VALUES = 100
+TESTS_PER_COLUMN = 6
+MAX_EXAMPLES = 5
+
+
+@dataclass(slots=True)
+class _Acc:
+    """One column's counters over the open window."""
+
+    counts: NDArray[np.int64]
+    rows: int = 0
+    nulls: int = 0
+    missing: int = 0
+    mismatched: int = 0
+    out_of_bounds: int = 0
+    out_of_range: int = 0
+    unseen: int = 0
+    sum: float = 0.0
+    sumsq: float = 0.0
+    mismatch_example: str | None = None
+    unseen_values: Counter[str] = field(default_factory=Counter)
+
+    def reset(self) -> None:
+        self.counts[:] = 0
+        self.rows = self.nulls = self.missing = self.mismatched = 0
+        self.out_of_bounds = self.out_of_range = self.unseen = 0
+        self.sum = self.sumsq = 0.0
+        self.mismatch_example = None
+        self.unseen_values.clear()
+
+
+def _new_acc(profile: Profile) -> _Acc:
+    if isinstance(profile, NumericProfile):
+        return _Acc(np.zeros(len(profile.edges) + 1, dtype=np.int64))
+    return _Acc(np.zeros(len(profile.categories) + 1, dtype=np.int64))  # last: unseen
+
+
+def _add(acc: _Acc, profile: Profile, values: list[Any]) -> None:
+    acc.rows += len(values)
+    if isinstance(profile, NumericProfile):
+        col = numeric(values)
+        finite = col.values[~np.isnan(col.values)]
+        acc.counts += profile.histogram(finite)
+        acc.out_of_bounds += profile.out_of_bounds(finite)
+        acc.out_of_range += profile.out_of_range(finite)
+        acc.sum += float(finite.sum())
+        acc.sumsq += float(np.dot(finite, finite))
+        nulls, missing, mismatched, example = col.nulls, col.missing, col.mismatched, (
+            col.mismatch_example
+        )
+    else:
+        cat = categorical(values, profile.index, profile.value_types)
+        acc.counts[:-1] += cat.counts
+        acc.counts[-1] += cat.unseen
+        acc.unseen += cat.unseen
+        if cat.unseen_values and len(acc.unseen_values) < 1000:
+            acc.unseen_values.update(cat.unseen_values)
+        nulls, missing, mismatched, example = cat.nulls, cat.missing, cat.mismatched, (
+            cat.mismatch_example
+        )
+    acc.nulls += nulls
+    acc.missing += missing
+    acc.mismatched += mismatched
+    if example is not None and acc.mismatch_example is None:
+        acc.mismatch_example = example
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str
+    profile: Profile
+    kind: Kind  # the kind of a drift signal on it
+    source: str  # "features" | "prediction" | "score"
+
+
+class InputMonitor:
+    """Windows over one model's prediction events; emits schema, quality and drift signals.
+
+    Parameters
+    ----------
+    profile
+        The model's reference profile.
+    settings
+        Statistical settings (window size, thresholds, level).
+    """
+
+    def __init__(self, profile: ModelProfile, settings: MonitoringSettings) -> None:
+        self.profile = profile
+        self.settings = settings
+        cols = [_Column(n, p, Kind.DRIFT, "features") for n, p in profile.features.items()]
+        cols.append(_Column("prediction", profile.prediction, Kind.PREDICTION_DRIFT, "prediction"))
+        if profile.score is not None:
+            cols.append(_Column("score", profile.score, Kind.PREDICTION_DRIFT, "score"))
+        self._columns = tuple(cols)
+        self._feature_columns = tuple(c for c in cols if c.source == "features")
+        self._feature_names = tuple(c.name for c in self._feature_columns)
+        self._names = frozenset(profile.features)
+        self._n_features = len(profile.features)
+        self._accs = {c.name: _new_acc(c.profile) for c in cols}
+        self._new_features: Counter[str] = Counter()
+        self._clock = WindowClock(settings.window_events, settings.window_seconds,
+                                  settings.min_window_events)
+        self._z = z_critical(settings.alpha, TESTS_PER_COLUMN * len(cols))
+        self.windows_closed = 0
+
+    def update(
+        self, preds: Sequence[Prediction], seq: NDArray[np.int64], ts: NDArray[np.float64]
+    ) -> list[Signal]:
+        """Add this model's predictions (in event order); return closed windows' signals."""
+        signals: list[Signal] = []
+        for a, b, window in self._clock.split(seq, ts):
+            if b > a:
+                self._add(preds[a:b])
+            if window is not None:
+                signals.extend(self._close(window))
+        return signals
+
+    def _add(self, preds: Sequence[Prediction]) -> None:
+        rows = [p.features for p in preds]
+        columns = extract_all(rows, self._feature_names)
+        for col, values in zip(self._feature_columns, columns, strict=True):
+            _add(self._accs[col.name], col.profile, values)
+        nf = self._n_features
+        lens = list(map(len, rows))
+        if lens.count(nf) != len(lens) or self._accs_missing():
+            names = self._names
+            for r in rows:
+                if len(r) != nf or not names.issuperset(r):
+                    self._new_features.update(k for k in r if k not in names)
+        _add(self._accs["prediction"], self.profile.prediction, [p.prediction for p in preds])
+        if self.profile.score is not None:
+            _add(self._accs["score"], self.profile.score, [p.score for p in preds])
+
+    def _accs_missing(self) -> bool:
+        return any(self._accs[c.name].missing for c in self._feature_columns)
+
+    def _close(self, window: Window) -> list[Signal]:
+        self.windows_closed += 1
+        out: list[Signal] = []
+        for col in self._columns:
+            acc = self._accs[col.name]
+            out.extend(self._test(col, acc, window))
+            acc.reset()
+        q = self.settings.quality
+        for name, count in sorted(self._new_features.items()):
+            rate = count / window.count
+            z = rate_increase_z(count, window.count, 0.0, self.profile.prediction.n)
+            if rate >= q.schema_rate and z >= self._z:
+                out.append(self._signal(Kind.SCHEMA, name, "new_feature_rate", rate,
+                                        q.schema_rate, window,
+                                        {"rows": count, "window_rows": window.count,
+                                         "in_reference": False}))
+        self._new_features.clear()
+        return out
+
+    def _signal(self, kind: Kind, subject: str, statistic: str, value: float, threshold: float,
+                window: Window, evidence: dict[str, EvidenceValue]) -> Signal:
+        return Signal(
+            model_id=self.profile.model_id, kind=kind, subject=subject, statistic=statistic,
+            value=round(value, 6), threshold=threshold, window=window, evidence=evidence,
+            ts=window.end_ts, seq=window.end_seq,
+        )
+
+    def _rate_signal(self, kind: Kind, col: _Column, statistic: str, count: int, n: int,
+                     ref_rate: float, ref_n: int, min_increase: float, window: Window,
+                     extra: dict[str, EvidenceValue] | None = None) -> Signal | None:
+        if n <= 0 or count == 0:
+            return None
+        rate = count / n
+        if rate - ref_rate < min_increase:
+            return None
+        z = rate_increase_z(count, n, ref_rate, ref_n)
+        if z < self._z:
+            return None
+        evidence: dict[str, EvidenceValue] = {
+            "reference_rate": round(ref_rate, 6), "current_rate": round(rate, 6),
+            "rows": count, "window_rows": n, "z": round(z, 2),
+        }
+        if extra:
+            evidence.update(extra)
+        return self._signal(kind, col.name, statistic, rate, round(ref_rate + min_increase, 6),
+                            window, evidence)
+
+    def _test(self, col: _Column, acc: _Acc, window: Window) -> list[Signal]:
+        prof = col.profile
+        q = self.settings.quality
+        n = acc.rows
+        found: list[Signal | None] = []
+        if col.source == "features":
+            found.append(self._rate_signal(Kind.SCHEMA, col, "missing_rate", acc.missing, n,
+                                           0.0, prof.n, q.schema_rate, window))
+            found.append(self._rate_signal(
+                Kind.SCHEMA, col, "type_mismatch_rate", acc.mismatched, n, 0.0, prof.n,
+                q.schema_rate, window,
+                {"expected_type": _type_name(prof), "example": acc.mismatch_example}))
+            present = n - acc.missing - acc.mismatched
+            found.append(self._rate_signal(Kind.DATA_QUALITY, col, "null_rate", acc.nulls,
+                                           present, prof.null_rate, prof.n,
+                                           q.null_rate_increase, window))
+        valid = int(acc.counts.sum())
+        if isinstance(prof, NumericProfile) and col.source == "features":
+            if prof.bound_min is not None or prof.bound_max is not None:
+                found.append(self._rate_signal(
+                    Kind.DATA_QUALITY, col, "out_of_bounds_rate", acc.out_of_bounds, valid,
+                    prof.out_of_bounds_rate, prof.n, q.out_of_bounds_rate, window,
+                    {"min": prof.bound_min, "max": prof.bound_max}))
+            found.append(self._rate_signal(
+                Kind.DATA_QUALITY, col, "out_of_range_rate", acc.out_of_range, valid,
+                2.0 / (prof.n + 1), prof.n, q.out_of_range_rate, window,
+                {"reference_min": prof.min, "reference_max": prof.max,
+                 "current_mean": round(acc.sum / valid, 6) if valid else None}))
+        if isinstance(prof, CategoricalProfile) and col.source == "features":
+            top = [v for v, _ in acc.unseen_values.most_common(MAX_EXAMPLES)]
+            found.append(self._rate_signal(
+                Kind.DATA_QUALITY, col, "unseen_category_rate", acc.unseen, valid, 0.0, prof.n,
+                q.unseen_category_rate, window, {"examples": top}))
+        found.append(drift_signal(self.profile.model_id, col.kind, col.name, prof, acc, window,
+                                  self.settings, TESTS_PER_COLUMN * len(self._columns)))
+        return [s for s in found if s is not None]
+
+def _type_name(profile: Profile) -> str:
+    if isinstance(profile, NumericProfile):
+        return "numeric"
+    return "boolean" if profile.boolean else "categorical"
+
+
+def drift_signal(model_id: str, kind: Kind, name: str, prof: Profile, acc: _Acc, window: Window,
+                 settings: MonitoringSettings, tests: int) -> Signal | None:
+    """A drift signal when the window's histogram moved from the reference's, else None."""
+    valid = int(acc.counts.sum())
+    if valid < MIN_DRIFT_VALUES:
+        return None
+    ref = prof.counts if isinstance(prof, NumericProfile) else np.append(prof.counts, 0.0)
+    value = psi(acc.counts, ref)
+    threshold = settings.drift.psi_threshold
+    if value < threshold:
+        return None
+    p = chi2_homogeneity_p(acc.counts, ref)
+    if p > settings.alpha / tests:
+        return None
+    evidence: dict[str, EvidenceValue] = {"psi": round(value, 4), "p_value": p, "values": valid}
+    cur_share = acc.counts / max(valid, 1)
+    ref_share = ref / max(ref.sum(), 1.0)
+    if isinstance(prof, NumericProfile):
+        mean = acc.sum / valid
+        evidence.update(
+            reference_mean=round(prof.mean, 6), current_mean=round(mean, 6),
+            reference_std=round(prof.std, 6),
+            current_std=round(float(np.sqrt(max(acc.sumsq / valid - mean * mean, 0.0))), 6),
+            bin_edges=[round(float(e), 6) for e in prof.edges],
+            reference_shares=[round(float(x), 4) for x in ref_share],
+            current_shares=[round(float(x), 4) for x in cur_share],
+        )
+    else:
+        labels = [*map(str, prof.categories), "(unseen)"]
+        order = np.argsort(-np.abs(cur_share - ref_share))[:MAX_EXAMPLES]
+        evidence["largest_changes"] = [
+            {"category": labels[i], "reference_share": round(float(ref_share[i]), 4),
+             "current_share": round(float(cur_share[i]), 4)} for i in order.tolist()
+        ]
+    return Signal(model_id=model_id, kind=kind, subject=name, statistic="psi",
+                  value=round(value, 6), threshold=threshold, window=window, evidence=evidence,
+                  ts=window.end_ts, seq=window.end_seq)
+
+
+class LabelMonitor:
+    """Label shift: the distribution of arriving labels against the reference's labels."""
+
+    def __init__(self, profile: ModelProfile, settings: MonitoringSettings) -> None:
+        if profile.label is None:
+            raise ValueError("the reference has no labels")
+        self.profile = profile
+        self.label_profile: Profile = profile.label
+        self.settings = settings
+        self._acc = _new_acc(profile.label)
+        self._clock = WindowClock(settings.window_events, settings.window_seconds,
+                                  settings.min_window_events)
+
+    def update(self, labels: Sequence[Any], seq: NDArray[np.int64],
+               ts: NDArray[np.float64]) -> list[Signal]:
+        out: list[Signal] = []
+        for a, b, window in self._clock.split(seq, ts):
+            if b > a:
+                _add(self._acc, self.label_profile, list(labels[a:b]))
+            if window is not None:
+                sig = drift_signal(self.profile.model_id, Kind.LABEL_DRIFT, "label",
+                                   self.label_profile, self._acc, window, self.settings,
+                                   TESTS_PER_COLUMN)
+                self._acc.reset()
+                if sig is not None:
+                    out.append(sig)
+        return out

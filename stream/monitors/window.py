@@ -1,0 +1,64 @@
+"""Event windows: tumbling, closed by a count or by event time, split at exact indices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream.signals import Window
+
+
+@dataclass(slots=True)
+class WindowClock:
+    """Decides where tumbling windows end: after ``size`` events, or once ``seconds`` of
+    event time have passed and at least ``min_size`` events are in.
+
+    >>> wc = WindowClock(size=3, seconds=100.0, min_size=2)
+    >>> seq = np.arange(7); ts = np.array([0., 1, 2, 3, 4, 200, 201])
+    >>> [(a, b, w.count if w else None) for a, b, w in wc.split(seq, ts)]
+    [(0, 3, 3), (3, 5, 2), (5, 7, None)]
+    >>> [(a, b, w.count if w else None) for a, b, w in wc.split(seq[:1] + 7, ts[:1] + 400)]
+    [(0, 0, 2), (0, 1, None)]
+    """
+
+    size: int
+    seconds: float
+    min_size: int
+    count: int = 0
+    start_seq: int = -1
+    start_ts: float = 0.0
+    last_seq: int = -1
+    last_ts: float = 0.0
+
+    def split(
+        self, seq: NDArray[np.int64], ts: NDArray[np.float64]
+    ) -> list[tuple[int, int, Window | None]]:
+        """Chunks ``[a, b)`` of the batch; a chunk that ends a window carries that window."""
+        out: list[tuple[int, int, Window | None]] = []
+        n = len(seq)
+        i = 0
+        while i < n:
+            if self.count >= self.min_size and ts[i] - self.start_ts >= self.seconds:
+                # the open window is past its time: it closes before this event
+                out.append((i, i, self._close()))
+            if self.count == 0:
+                self.start_seq, self.start_ts = int(seq[i]), float(ts[i])
+            end = min(n, i + self.size - self.count)
+            closes = self.count + (end - i) >= self.size
+            late = np.flatnonzero(ts[i:end] - self.start_ts >= self.seconds)
+            for j in late.tolist():
+                if j > 0 and self.count + j >= self.min_size:
+                    end, closes = i + j, True
+                    break
+            self.count += end - i
+            self.last_seq, self.last_ts = int(seq[end - 1]), float(ts[end - 1])
+            out.append((i, end, self._close() if closes else None))
+            i = end
+        return out
+
+    def _close(self) -> Window:
+        window = Window(self.start_seq, self.last_seq, self.start_ts, self.last_ts, self.count)
+        self.count = 0
+        return window

@@ -1,0 +1,95 @@
+"""Signals: typed statements, with evidence, that something about a model changed.
+
+A signal is what the monitors say; whether a person is paged is triage's business.
+
+>>> w = Window(start_seq=0, end_seq=999, start_ts=0.0, end_ts=999.0, count=1000)
+>>> s = Signal(model_id="car_loan", kind=Kind.DRIFT, subject="car_value", statistic="psi",
+...            value=0.31, threshold=0.2, window=w, evidence={"reference_mean": 1.0},
+...            ts=999.0, seq=999)
+>>> s.to_dict()["ts"]
+'1970-01-01T00:16:39Z'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+EvidenceValue = float | int | str | bool | None | list[Any] | dict[str, Any]
+
+
+class Kind(StrEnum):
+    """Signal (and alert) kinds; CONTRACT §4 lists the ones users may rely on."""
+
+    SCHEMA = "schema"
+    DATA_QUALITY = "data_quality"
+    DRIFT = "drift"
+    PREDICTION_DRIFT = "prediction_drift"
+    LABEL_DRIFT = "label_drift"
+    PERFORMANCE = "performance"
+    BUSINESS_METRIC = "business_metric"
+    CANARY = "canary"
+    FALLBACK = "fallback"
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as ISO-8601 UTC with a Z (whole seconds unless there is a fraction)."""
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    text = dt.isoformat(timespec="milliseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The stretch of events a statistic was computed over (event indices and times)."""
+
+    start_seq: int
+    end_seq: int
+    start_ts: float
+    end_ts: float
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_seq": self.start_seq,
+            "end_seq": self.end_seq,
+            "start": iso(self.start_ts),
+            "end": iso(self.end_ts),
+            "count": self.count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One monitor finding. ``seq`` is the index of the event at which it was raised."""
+
+    model_id: str
+    kind: Kind
+    subject: str
+    statistic: str
+    value: float
+    threshold: float
+    window: Window
+    evidence: dict[str, EvidenceValue] = field(hash=False)
+    ts: float
+    seq: int
+    model_version: str | None = None
+    slice: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "kind": str(self.kind),
+            "subject": self.subject,
+            "slice": self.slice,
+            "statistic": self.statistic,
+            "value": self.value,
+            "threshold": self.threshold,
+            "window": self.window.to_dict(),
+            "evidence": self.evidence,
+            "ts": iso(self.ts),
+            "seq": self.seq,
+        }

@@ -1,0 +1,1 @@
+"""Watchkeeper: command line, configuration and process settings."""

@@ -1,0 +1,220 @@
+"""Configuration: the YAML file of CONTRACT §2, validated into typed, frozen settings.
+
+Every key has a default that works for the CONTRACT example; unknown keys are refused so
+that a typo cannot silently disable a check. Errors are one line and name the key:
+
+>>> load_config_text("models: {m: {task: regression, reference: r.jsonl, wat: 1}}")
+Traceback (most recent call last):
+...
+watchkeeper.errors.ConfigError: models.m.wat: Extra inputs are not permitted
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from watchkeeper.errors import ConfigError
+
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+MetricName = Literal["accuracy", "roc_auc", "f1", "mae", "rmse"]
+FeatureType = Literal["numeric", "categorical", "boolean"]
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "accuracy": True,
+    "roc_auc": True,
+    "f1": True,
+    "mae": False,
+    "rmse": False,
+}
+CLASSIFICATION_METRICS = frozenset({"accuracy", "roc_auc", "f1"})
+REGRESSION_METRICS = frozenset({"mae", "rmse"})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Frozen):
+    """One model input: its type and optional hard bounds (``min``/``max``, numeric only)."""
+
+    type: FeatureType
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FeatureSpec:
+        if self.type != "numeric" and (self.min is not None or self.max is not None):
+            raise ValueError("min/max apply to numeric features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class PerformanceSpec(_Frozen):
+    """The model's headline metric and how far it may fall before a person must act.
+
+    ``max_drop`` is absolute, in the metric's own units: for accuracy/roc_auc/f1 a fall
+    below the reference value, for mae/rmse a rise above it.
+    """
+
+    metric: MetricName = "accuracy"
+    max_drop: float = Field(default=0.02, ge=0)
+
+
+class BusinessMetricSpec(_Frozen):
+    """A business/product metric; ``max_drop`` is relative to its reference mean."""
+
+    max_drop: float = Field(default=0.1, gt=0)
+    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
+
+
+class DriftSettings(_Frozen):
+    psi_threshold: float = Field(default=0.2, gt=0)
+    bins: int = Field(default=10, ge=2, le=100)
+
+
+class QualitySettings(_Frozen):
+    """Minimum rises (absolute rates) over the reference that a data-quality signal needs."""
+
+    null_rate_increase: float = Field(default=0.05, gt=0, le=1)
+    out_of_bounds_rate: float = Field(default=0.01, gt=0, le=1)
+    out_of_range_rate: float = Field(default=0.05, gt=0, le=1)
+    unseen_category_rate: float = Field(default=0.05, gt=0, le=1)
+    schema_rate: float = Field(default=0.01, gt=0, le=1)
+
+
+class PerformanceSettings(_Frozen):
+    window_labels: int = Field(default=1000, ge=50)
+    min_labels: int = Field(default=200, ge=20)
+    eval_every: int = Field(default=100, ge=1)
+    join_ttl_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    join_max_pending: int = Field(default=500_000, ge=1)
+    max_slice_values: int = Field(default=50, ge=1)
+    min_reference_rows: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PerformanceSettings:
+        if self.min_labels > self.window_labels:
+            raise ValueError("min_labels must not exceed window_labels")
+        return self
+
+
+class BusinessSettings(_Frozen):
+    reference_observations: int = Field(default=500, ge=10)
+    window_observations: int = Field(default=400, ge=10)
+    eval_every: int = Field(default=50, ge=1)
+
+
+class MonitoringSettings(_Frozen):
+    """Statistical settings shared by every model (overridable per model)."""
+
+    window_events: int = Field(default=1000, ge=10)
+    window_seconds: float = Field(default=3600, gt=0)
+    min_window_events: int = Field(default=200, ge=10)
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    drift: DriftSettings = DriftSettings()
+    quality: QualitySettings = QualitySettings()
+    performance: PerformanceSettings = PerformanceSettings()
+    business: BusinessSettings = BusinessSettings()
+
+    @model_validator(mode="after")
+    def _window(self) -> MonitoringSettings:
+        if self.min_window_events > self.window_events:
+            raise ValueError("min_window_events must not exceed window_events")
+        return self
+
+
+class Limits(_Frozen):
+    max_event_bytes: int = Field(default=64 * 1024, ge=256)
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    dedupe_capacity: int = Field(default=1_000_000, ge=1)
+
+
+class ModelConfig(_Frozen):
+    task: Task
+    reference: Path
+    features: dict[str, FeatureSpec] = {}
+    slices: list[str] = []
+    performance: PerformanceSpec = PerformanceSpec()
+    business_metrics: dict[str, BusinessMetricSpec] = {}
+    positive_label: float | str | bool | None = None
+    monitoring: MonitoringSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_metric(cls, data: Any) -> Any:
+        """Accuracy for classification, MAE for regression, where no metric is named."""
+        if isinstance(data, dict) and data.get("task") == "regression":
+            perf = data.get("performance")
+            if perf is None:
+                return {**data, "performance": {"metric": "mae"}}
+            if isinstance(perf, dict) and "metric" not in perf:
+                return {**data, "performance": {**perf, "metric": "mae"}}
+        return data
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ModelConfig:
+        m = self.performance.metric
+        if self.task == "regression" and m not in REGRESSION_METRICS:
+            raise ValueError(f"performance.metric {m!r} does not apply to a regression task")
+        if self.task != "regression" and m not in CLASSIFICATION_METRICS:
+            raise ValueError(f"performance.metric {m!r} does not apply to a classification task")
+        if self.task == "multiclass_classification" and m in ("roc_auc", "f1"):
+            raise ValueError(f"performance.metric {m} needs a binary task")
+        return self
+
+
+class Config(_Frozen):
+    """The whole configuration file. ``base_dir`` resolves relative reference paths."""
+
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    monitoring: MonitoringSettings = MonitoringSettings()
+    limits: Limits = Limits()
+    base_dir: Path = Path(".")
+
+    def monitoring_for(self, model_id: str) -> MonitoringSettings:
+        own = self.models[model_id].monitoring
+        return own if own is not None else self.monitoring
+
+    def reference_path(self, model_id: str) -> Path:
+        ref = self.models[model_id].reference
+        return ref if ref.is_absolute() else self.base_dir / ref
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    more = len(err.errors()) - 1
+    return f"{loc}: {msg}" + (f" (and {more} more)" if more else "")
+
+
+def load_config_text(text: str, base_dir: Path = Path(".")) -> Config:
+    """Parse and validate YAML text; raise :class:`ConfigError` with a one-line message."""
+    try:
+        raw: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level): expected a mapping with a 'models' key")
+    if "base_dir" in raw:
+        raise ConfigError("base_dir: Extra inputs are not permitted")
+    try:
+        return Config.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read a configuration file; relative reference paths resolve against its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return load_config_text(text, base_dir=path.parent)
