@@ -191,7 +191,7 @@ class Core:
                     j_keys.append((model_id, p.request_id))
                     j_rows.append(((p.model_version, p.prediction, p.score, k),))
                     j_ts.append(p.ts)  # type: ignore[arg-type]
-            self.join.add_many(j_keys, j_rows, j_ts)  # type: ignore[arg-type]
+            self.join.add_many(j_keys, j_rows, j_ts)
         return labelled
 
     def _outcomes(self, outcomes: list[tuple[int, Outcome]],

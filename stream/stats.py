@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import chi2, norm
 
 FloatArray = NDArray[np.float64]
+Histogram = Sequence[float] | NDArray[Any]
 _PSI_FLOOR = 1e-4
 
 
@@ -34,15 +36,16 @@ def z_critical(alpha: float, tests: int = 1) -> float:
     return float(norm.isf(alpha / max(tests, 1)))
 
 
-def _proportions(counts: Sequence[float] | FloatArray) -> FloatArray:
+def _proportions(counts: Histogram) -> FloatArray:
     c = np.asarray(counts, dtype=np.float64)
     total = c.sum()
     if total <= 0:
-        return np.full(c.shape, 1.0 / max(len(c), 1))
-    return np.maximum(c / total, _PSI_FLOOR)
+        return np.full(c.shape, 1.0 / max(len(c), 1), dtype=np.float64)
+    shares: FloatArray = np.maximum(c / total, _PSI_FLOOR)
+    return shares
 
 
-def psi(current: Sequence[float] | FloatArray, reference: Sequence[float] | FloatArray) -> float:
+def psi(current: Histogram, reference: Histogram) -> float:
     """Population stability index of two histograms over the same bins (counts or shares)."""
     p = _proportions(current)
     q = _proportions(reference)
@@ -50,7 +53,7 @@ def psi(current: Sequence[float] | FloatArray, reference: Sequence[float] | Floa
 
 
 def chi2_homogeneity_p(
-    current: Sequence[float] | FloatArray, reference: Sequence[float] | FloatArray
+    current: Histogram, reference: Histogram
 ) -> float:
     """p-value of the chi-square test that two histograms come from one distribution.
 

@@ -5,10 +5,11 @@ Labelled predictions (inline labels, or outcomes joined by ``request_id``) feed 
 its last ``window_labels`` pairs in ring buffers (O(1) memory) and river's ADWIN on the
 per-prediction loss (fed as means of blocks of ``ADWIN_BLOCK`` labels, which keeps its cost
 off the hot path); ADWIN's adaptive width tells how much of the window belongs to the
-current regime, so that after an abrupt fall the metric is computed on post-change labels
-and the onset ("since when") is known. Every ``eval_every`` labels the metric is compared
-with the series' reference: a signal needs the fall to exceed ``max_drop`` *and* to be
-significant given both the window's and the reference's standard errors.
+current regime and where it changed ("since when"). Every ``eval_every`` labels the metric
+is computed over a few window lengths (the shortest allowed, ADWIN's, the longest) and
+compared with the series' reference: a signal needs the fall to exceed ``max_drop`` *and*
+to be significant given both the window's and the reference's standard errors, at a level
+corrected for the number of series and windows tested.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from watchkeeper.config import HIGHER_IS_BETTER, MonitoringSettings
 
 FloatArray = NDArray[np.float64]
 ADWIN_BLOCK = 10
+WINDOWS_PER_EVALUATION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,7 @@ class _Series:
         self.ts = np.zeros(size)
         self.pos = 0
         self.count = 0
-        self.adwin = drift.ADWIN(delta=0.002)
+        self.adwin = drift.ADWIN(delta=0.002, clock=1, grace_period=5, min_window_length=3)
         self.change_seq: int | None = None
         self._carry_sum = 0.0
         self._carry_n = 0
@@ -156,13 +158,12 @@ class PerformanceMonitor:
         groups: dict[tuple[str | None, str | None], NDArray[np.int64]] = {
             (None, None): np.arange(len(batch), dtype=np.int64)}
         for d, column in enumerate(zip(*batch.slices, strict=True)):
-            for key, idx in self._group(d, column).items():
-                groups[(key, None)] = idx
-        versions = set(batch.version) - {None}
-        self._versions.update(versions)
+            for slice_key, rows in self._group(d, column).items():
+                groups[(slice_key, None)] = rows
+        self._versions.update(v for v in batch.version if v is not None)
         if len(self._versions) > 1:  # one version alone is the overall series again
-            for key, idx in self._group(-1, batch.version).items():
-                groups[(None, key)] = idx
+            for version, rows in self._group(-1, batch.version).items():
+                groups[(None, version)] = rows
         loss = self._loss(batch.y, batch.pred)
         signals: list[Signal] = []
         for key, idx in groups.items():
@@ -186,10 +187,12 @@ class PerformanceMonitor:
 
     def _loss(self, y: FloatArray, p: FloatArray) -> FloatArray:
         if self.profile.is_classification:
-            return (y != p).astype(np.float64)
+            wrong: FloatArray = (y != p).astype(np.float64)
+            return wrong
         err = np.abs(y - p)
         scale = self.profile.metric.value if self.profile.metric else float(err.mean() or 1.0)
-        return err / (err + max(scale, 1e-12))
+        loss: FloatArray = err / (err + max(scale, 1e-12))
+        return loss
 
     def _feed(self, key: tuple[str | None, str | None], b: Labelled, idx: NDArray[np.int64],
               loss: FloatArray) -> list[Signal]:
@@ -214,24 +217,35 @@ class PerformanceMonitor:
                     out.append(sig)
         return out
 
-    def _evaluate(self, key: tuple[str | None, str | None], series: _Series) -> Signal | None:
+    def _windows(self, series: _Series) -> list[int]:
+        """Window lengths to evaluate: the shortest allowed (large falls show fast), ADWIN's
+        current window (the labels since its last detected change) and the longest (small
+        falls need many labels)."""
         perf = self.settings.performance
+        longest = min(series.count, perf.window_labels)
+        candidates = {perf.min_labels, max(perf.min_labels, series.adwin_labels), longest}
+        return sorted(w for w in candidates if perf.min_labels <= w <= longest)
+
+    def _evaluate(self, key: tuple[str | None, str | None], series: _Series) -> Signal | None:
         ref = series.reference
-        if ref is None or series.count < perf.min_labels:
+        if ref is None or series.count < self.settings.performance.min_labels:
             return None
-        w = min(series.count, perf.window_labels,
-                max(perf.min_labels, series.adwin_labels))
-        y, p, s, seq, ts = series.last(w)
-        est = compute(self.metric, y, p, s, positive=self.profile.positive)
-        if est is None:
+        z_crit = z_critical(self.settings.alpha, WINDOWS_PER_EVALUATION * len(self._series))
+        best: tuple[float, float, Estimate, int] | None = None
+        for w in self._windows(series):
+            y, p, s, _, _ = series.last(w)
+            est = compute(self.metric, y, p, s, positive=self.profile.positive)
+            if est is None:
+                continue
+            drop = ref.value - est.value if self.higher_is_better else est.value - ref.value
+            se = math.sqrt(est.stderr**2 + ref.stderr**2)
+            z = drop / se if se > 0 else (math.inf if drop > 0 else 0.0)
+            if drop >= self.max_drop and z >= z_crit and (best is None or z > best[0]):
+                best = (z, drop, est, w)
+        if best is None:
             return None
-        drop = ref.value - est.value if self.higher_is_better else est.value - ref.value
-        if drop < self.max_drop:
-            return None
-        se = math.sqrt(est.stderr**2 + ref.stderr**2)
-        z = drop / se if se > 0 else math.inf
-        if z < z_critical(self.settings.alpha, max(len(self._series), 1)):
-            return None
+        z, drop, est, w = best
+        _, _, _, seq, ts = series.last(w)
         threshold = (ref.value - self.max_drop if self.higher_is_better
                      else ref.value + self.max_drop)
         evidence: dict[str, EvidenceValue] = {
@@ -239,7 +253,8 @@ class PerformanceMonitor:
             "current": round(est.value, 6),
             "drop": round(drop, 6),
             "max_drop": self.max_drop,
-            "stderr": round(se, 6),
+            "stderr": round(est.stderr, 6),
+            "reference_stderr": round(ref.stderr, 6),
             "z": round(z, 2),
             "labels": est.n,
             "reference_labels": ref.n,
