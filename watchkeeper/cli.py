@@ -37,8 +37,13 @@ class _Progress:
     def __init__(self, total: int, label: str) -> None:
         self._bar: Any = None
         if sys.stderr.isatty() and total > 0:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(),
                                  TimeRemainingColumn(), transient=True)
