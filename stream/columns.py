@@ -109,18 +109,24 @@ def categorical(
 ) -> CategoricalColumn:
     """A categorical column coded against the reference categories in ``index``."""
     n = len(col)
+    allowed_types = set(allowed)
     lookup = {**index, None: NULL_CODE, MISSING: MISSING_CODE}
     codes = np.fromiter(map(lookup.get, col, repeat(OTHER_CODE, n)), dtype=np.int64, count=n)
-    known = codes[codes >= 0]
-    counts = np.bincount(known, minlength=len(index)).astype(np.int64)
+    if allowed_types != {str}:
+        # a value of another type can hash like a known category (1.0 == True): recode it
+        types = set(map(type, col)) - {_NONE, _Missing}
+        if not types <= allowed_types:
+            for i, v in enumerate(col):
+                if type(v) not in allowed_types and v is not None and v is not MISSING:
+                    codes[i] = OTHER_CODE
+    counts = np.bincount(codes[codes >= 0], minlength=len(index)).astype(np.int64)
     nulls = int(np.count_nonzero(codes == NULL_CODE))
     missing = int(np.count_nonzero(codes == MISSING_CODE))
-    other = np.flatnonzero(codes == OTHER_CODE)
+    other = np.flatnonzero(codes == OTHER_CODE).tolist()
     mismatched = 0
     unseen_values: Counter[str] = Counter()
     example: str | None = None
-    allowed_types = set(allowed)
-    for i in other.tolist():
+    for i in other:
         v = col[i]
         if type(v) not in allowed_types:
             mismatched += 1
@@ -128,17 +134,7 @@ def categorical(
                 example = repr(v)[:80]
         else:
             unseen_values[str(v)[:80]] += 1
-    if mismatched == 0 and len(other) == 0:
-        # a value of the wrong type that hashes like a known category (1.0 == True)
-        types = set(map(type, col)) - {_NONE, _Missing}
-        if not types <= allowed_types:
-            bad = [i for i, v in enumerate(col) if type(v) not in allowed_types
-                   and v is not None and v is not MISSING]
-            mismatched = len(bad)
-            example = repr(col[bad[0]])[:80]
-            codes[bad] = OTHER_CODE
-            counts = np.bincount(codes[codes >= 0], minlength=len(index)).astype(np.int64)
-    unseen = len(other) - mismatched if len(other) else 0
+    unseen = len(other) - mismatched
     return CategoricalColumn(
         counts, codes, nulls, missing, mismatched, unseen, unseen_values, example
     )

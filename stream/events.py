@@ -142,6 +142,7 @@ class DedupeSet:
         [False, False, True, False, False]
         """
         known = self._ids
+        capacity = self.capacity
         out = []
         for eid in ids:
             if eid is None:
@@ -150,9 +151,9 @@ class DedupeSet:
                 out.append(True)
             else:
                 known[eid] = None
+                if len(known) > capacity:
+                    known.popitem(last=False)
                 out.append(False)
-        while len(known) > self.capacity:
-            known.popitem(last=False)
         return out
 
 
@@ -202,22 +203,25 @@ class EventDecoder:
         """Decode one message: a JSON object or a JSON array of them."""
         events: list[Event] = []
         rejects: list[Reject] = []
-        stripped = message.lstrip()
-        if stripped[:1] == b"[":
-            if len(message) > self.max_message_bytes:
-                rejects.append(
-                    Reject(Reason.OVERSIZE, f"batch of {len(message)} bytes", message[:1024])
-                )
-                return events, rejects
-            try:
-                elements = self._batch.decode(message)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                rejects.append(self._explain(message, None))
-                return events, rejects
-            for i, raw in enumerate(elements):
-                self._one(bytes(raw), i, events, rejects)
-        else:
+        if message.lstrip()[:1] != b"[":
             self._one(message, None, events, rejects)
+            return events, rejects
+        if len(message) > self.max_message_bytes:
+            rejects.append(Reject(Reason.OVERSIZE, f"batch of {len(message)} bytes exceeds "
+                                  f"{self.max_message_bytes}", _kept(message, self)))
+            return events, rejects
+        try:
+            elements = [bytes(raw) for raw in self._batch.decode(message)]
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            reject = self._explain(message, None)
+            spans = _split_array(message) if reject.reason is Reason.NON_FINITE else None
+            if spans is None:
+                rejects.append(reject)
+                return events, rejects
+            # a NaN/Infinity in some elements: validate every element on its own
+            elements = spans
+        for i, raw in enumerate(elements):
+            self._one(raw, i, events, rejects)
         return events, rejects
 
     def decode_many(
@@ -226,18 +230,17 @@ class EventDecoder:
         """Decode a batch of messages, numbering every element from ``start`` in order.
 
         Returns the events with their indices, and the rejects with theirs. The common
-        case (one well-formed event per message) takes an inlined fast path.
+        case (one well-formed ASCII event per message) takes an inlined fast path.
         """
         events: list[Event] = []
         seqs: list[int] = []
         rejected: list[tuple[int, Reject]] = []
         fast = self._event.decode
-        check = self._check
         models = self.models
         limit = self.max_event_bytes
         seq = start
         for message in messages:
-            if message[:1] == b"{" and len(message) <= limit:
+            if message[:1] == b"{" and len(message) <= limit and message.isascii():
                 try:
                     ev = fast(message)
                 except (msgspec.ValidationError, msgspec.DecodeError):
@@ -247,17 +250,13 @@ class EventDecoder:
                     if (ev.model_id in models and type(ts) is datetime
                             and (type(ev) is not Prediction or ev.score is None
                                  or 0.0 <= ev.score <= 1.0)):
-                        ev.ts = ts.timestamp()  # the common case, inlined
-                        problem = None
-                    else:
-                        problem = check(ev)
-                    if problem is None:
-                        events.append(ev)
-                        seqs.append(seq)
-                    else:
-                        rejected.append((seq, Reject(problem[0], problem[1], message)))
-                    seq += 1
-                    continue
+                        epoch = ts.timestamp()
+                        if MIN_EPOCH <= epoch <= MAX_EPOCH:  # the common case, inlined
+                            ev.ts = epoch
+                            events.append(ev)
+                            seqs.append(seq)
+                            seq += 1
+                            continue
             evs, rejects = self.decode(message)
             if not rejects:
                 events.extend(evs)
@@ -281,15 +280,27 @@ class EventDecoder:
     ) -> None:
         if len(raw) > self.max_event_bytes:
             detail = f"event of {len(raw)} bytes exceeds {self.max_event_bytes}"
-            rejects.append(Reject(Reason.OVERSIZE, detail, raw[:1024], index))
+            rejects.append(Reject(Reason.OVERSIZE, detail, _kept(raw, self), index))
             return
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")  # msgspec does not check the fields it skips
+            except UnicodeDecodeError:
+                rejects.append(self._explain(raw, index))
+                return
         try:
             ev = self._event.decode(raw)
         except msgspec.ValidationError as exc:
+            try:  # a validation error can hide malformed JSON later in the message
+                msgspec.json.decode(raw)
+            except msgspec.DecodeError as bad:
+                if not str(bad).startswith("Number out of range"):
+                    rejects.append(self._explain(raw, index))
+                    return
             msg = str(exc)
             rejects.append(Reject(_classify_validation(msg), msg, raw, index))
             return
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             rejects.append(self._explain(raw, index))
             return
         reason = self._check(ev)
@@ -303,9 +314,10 @@ class EventDecoder:
             return Reason.UNKNOWN_MODEL, f"unknown model {ev.model_id!r}"
         ts = ev.ts
         if isinstance(ts, datetime):
-            ev.ts = ts = ts.timestamp()
-        elif not MIN_EPOCH <= ts <= MAX_EPOCH:
+            ts = ts.timestamp()
+        if not MIN_EPOCH <= ts <= MAX_EPOCH:
             return Reason.INVALID_VALUE, f"epoch timestamp {ts!r} out of range"
+        ev.ts = ts
         if type(ev) is Prediction and ev.score is not None and not 0.0 <= ev.score <= 1.0:
             return Reason.INVALID_VALUE, f"score {ev.score!r} outside [0, 1]"
         return None
@@ -314,18 +326,67 @@ class EventDecoder:
     def _explain(raw: bytes, index: int | None) -> Reject:
         """Slow path: why did this message not decode?"""
         try:
-            text = raw.decode("utf-8")
+            raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Reject(Reason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", raw, index)
         try:
             msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
-            try:  # Python's json accepts NaN/Infinity: then the JSON is otherwise fine
-                loose = json.loads(text)
-            except (ValueError, RecursionError):
-                return Reject(Reason.INVALID_JSON, str(exc), raw, index)
-            if _has_non_finite(loose):
+            loose = _loose(raw)
+            if loose is not _INVALID and _has_non_finite(loose):
                 return Reject(Reason.NON_FINITE, "NaN or Infinity where a number is required",
                               raw, index)
             return Reject(Reason.INVALID_JSON, str(exc), raw, index)
         return Reject(Reason.INVALID_JSON, "undecodable message", raw, index)
+
+
+_INVALID = object()
+
+
+def _loose(raw: bytes) -> Any:
+    """Python's json, which accepts NaN/Infinity; ``_INVALID`` if even that fails."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return _INVALID
+
+
+def _split_array(message: bytes) -> list[bytes] | None:
+    """The exact bytes of each element of a JSON array that only Python's lenient parser
+    accepts (NaN/Infinity inside); None if it is not such an array.
+
+    >>> _split_array(b'[{"a": 1}, {"b": NaN} ]')
+    [b'{"a": 1}', b'{"b": NaN}']
+    """
+    try:
+        text = message.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder()
+    i = text.index("[") + 1
+    out: list[bytes] = []
+    try:
+        while True:
+            while text[i:i + 1].isspace():
+                i += 1
+            if text[i:i + 1] == "]" and not out:
+                break
+            _, end = decoder.raw_decode(text, i)
+            out.append(text[i:end].encode("utf-8"))
+            i = end
+            while text[i:i + 1].isspace():
+                i += 1
+            if text[i:i + 1] == ",":
+                i += 1
+                continue
+            if text[i:i + 1] == "]" and not text[i + 1:].strip():
+                break
+            return None
+    except (ValueError, RecursionError):
+        return None
+    return out
+
+
+def _kept(raw: bytes, decoder: EventDecoder) -> bytes:
+    """What a rejects store keeps of an oversize message: all of it up to the message limit."""
+    return raw[: decoder.max_message_bytes]
