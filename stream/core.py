@@ -63,6 +63,8 @@ class ModelRuntime:
         self.labels = LabelMonitor(profile, settings) if profile.label is not None else None
         self.business = BusinessMonitor(profile.model_id, dict(profile.config.business_metrics),
                                         settings)
+        self.join = LabelJoin(settings.performance.join_ttl_seconds,
+                              settings.performance.join_max_pending)
         self.classes = (ClassIndex(profile.classes.classes) if profile.classes is not None
                         else None)
         self._slice_cache: list[dict[Any, str | None]] = [{} for _ in profile.slices]
@@ -105,8 +107,6 @@ class Core:
                                     max_message_bytes=limits.max_message_bytes)
         self.dedupe = DedupeSet(limits.dedupe_capacity)
         self.models = {m: ModelRuntime(p, config) for m, p in profiles.items()}
-        perf = config.monitoring.performance
-        self.join = LabelJoin(perf.join_ttl_seconds, perf.join_max_pending)
         self.seq = 0  # index of the next event
         self.watermark = float("-inf")  # highest event time seen
         self.accepted: Counter[str] = Counter()
@@ -129,7 +129,7 @@ class Core:
             seqs = [seqs[i] for i in keep]
         result.accepted = len(events)
         preds: dict[str, tuple[list[Prediction], list[int]]] = {}
-        outcomes: list[tuple[int, Outcome]] = []
+        outcomes: list[tuple[int, Outcome, float]] = []  # with the watermark at its arrival
         metrics: dict[str, tuple[list[Metric], list[int]]] = {}
         watermark = self.watermark
         for s, ev in zip(seqs, events, strict=True):
@@ -144,7 +144,7 @@ class Core:
                 group[0].append(ev)  # type: ignore[arg-type]
                 group[1].append(s)
             elif kind is Outcome:
-                outcomes.append((s, ev))  # type: ignore[arg-type]
+                outcomes.append((s, ev, watermark))  # type: ignore[arg-type]
             else:
                 mgroup = metrics.get(ev.model_id)
                 if mgroup is None:
@@ -163,7 +163,8 @@ class Core:
             result.signals.extend(self.models[model_id].business.update(
                 [m.name for m in mets], np.array([m.value for m in mets]),
                 np.array(mseqs, dtype=np.int64), np.array([m.ts for m in mets])))
-        self.join.expire(self.watermark)
+        for rt in self.models.values():
+            rt.join.expire(self.watermark)
         result.signals.sort(key=lambda sig: sig.seq)
         return result
 
@@ -180,25 +181,26 @@ class Core:
                 continue
             keys = rt.slice_keys(rows)
             items = labelled.setdefault(model_id, [])
-            j_keys: list[tuple[str, str]] = []
+            j_keys: list[str] = []
             j_rows: list[tuple[_Pending]] = []
             j_ts: list[float] = []
+            j_seq: list[int] = []
             for p, s, k in zip(rows, seqs, keys, strict=True):
                 if p.label is not None:
                     items.append((s, p.ts, p.label,  # type: ignore[arg-type]
                                   (p.model_version, p.prediction, p.score, k)))
                 elif p.request_id is not None:
-                    j_keys.append((model_id, p.request_id))
+                    j_keys.append(p.request_id)
                     j_rows.append(((p.model_version, p.prediction, p.score, k),))
                     j_ts.append(p.ts)  # type: ignore[arg-type]
-            self.join.add_many(j_keys, j_rows, j_ts)
+                    j_seq.append(s)
+            rt.join.add_many(j_keys, j_rows, j_ts, j_seq)
         return labelled
 
-    def _outcomes(self, outcomes: list[tuple[int, Outcome]],
+    def _outcomes(self, outcomes: list[tuple[int, Outcome, float]],
                   labelled: dict[str, list[tuple[int, float, Any, _Pending]]]) -> None:
-        match = self.join.match
-        for s, o in outcomes:
-            hit = match((o.model_id, o.request_id))
+        for s, o, now in outcomes:
+            hit = self.models[o.model_id].join.match(o.request_id, now, s)
             if hit is not None:
                 labelled.setdefault(o.model_id, []).append(
                     (s, o.ts, o.label, hit[0]))  # type: ignore[arg-type]
@@ -238,7 +240,15 @@ class Core:
             "accepted": dict(self.accepted),
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
-            "join": self.join.counters(),
+            "join": _sum_counters([rt.join.counters() for rt in self.models.values()]),
+            "join_by_model": {m: rt.join.counters() for m, rt in self.models.items()},
             "performance": {m: rt.performance.counters() for m, rt in self.models.items()
                             if rt.performance is not None},
         }
+
+
+def _sum_counters(items: list[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for item in items:
+        total.update(item)
+    return dict(total)

@@ -1,14 +1,16 @@
 """The delayed-label join: predictions wait here for their outcome, within bounds.
 
 Memory is bounded twice: by a TTL in event time and by a size limit; what either bound
-pushes out is counted, as are outcomes that find no prediction.
+pushes out is counted, as are outcomes that find no prediction. Matching obeys event order
+and the TTL at the outcome's own moment, so results do not depend on how the stream was
+cut into batches.
 
 >>> j = LabelJoin(ttl_seconds=10.0, max_pending=2)
->>> j.add("a", ("pa",), ts=0.0); j.add("b", ("pb",), ts=1.0); j.add("c", ("pc",), ts=2.0)
->>> j.match("a"), j.match("b"), j.evicted
+>>> j.add_many(["a", "b", "c"], [("pa",), ("pb",), ("pc",)], [0.0, 1.0, 2.0], [0, 1, 2])
+>>> j.match("a", now=3.0, seq=3), j.match("b", now=3.0, seq=4), j.evicted
 (None, ('pb',), 1)
->>> j.expire(now=20.0); j.expired, len(j)
-(1, 0)
+>>> j.match("c", now=30.0, seq=5), j.expired
+(None, 1)
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Any
 
 
 class LabelJoin:
-    """Pending predictions keyed by ``(model_id, request_id)``, oldest first."""
+    """Pending predictions keyed by ``request_id``, oldest first."""
 
     def __init__(self, ttl_seconds: float, max_pending: int) -> None:
         if ttl_seconds <= 0 or max_pending < 1:
             raise ValueError("ttl_seconds must be > 0 and max_pending >= 1")
         self.ttl_seconds = ttl_seconds
         self.max_pending = max_pending
-        self._pending: OrderedDict[Any, tuple[float, tuple[Any, ...]]] = OrderedDict()
+        self._pending: OrderedDict[Any, tuple[float, int, tuple[Any, ...]]] = OrderedDict()
         self.added = 0
         self.matched = 0
         self.unmatched = 0
@@ -33,36 +35,36 @@ class LabelJoin:
         self.evicted = 0
         self.replaced = 0
 
-    def add(self, key: Any, row: tuple[Any, ...], ts: float) -> None:
-        pending = self._pending
-        if key in pending:
-            self.replaced += 1
-            del pending[key]
-        pending[key] = (ts, row)
-        self.added += 1
-        if len(pending) > self.max_pending:
-            pending.popitem(last=False)
-            self.evicted += 1
-
-    def add_many(self, keys: list[Any], rows: list[tuple[Any, ...]], ts: list[float]) -> None:
-        """:meth:`add` for a batch (a re-sent key keeps its place and takes the new row)."""
+    def add_many(self, keys: list[Any], rows: list[tuple[Any, ...]], ts: list[float],
+                 seqs: list[int]) -> None:
+        """Add predictions (a re-sent key keeps its place and takes the new row)."""
         pending = self._pending
         before = len(pending)
-        for key, row, t in zip(keys, rows, ts, strict=True):
-            pending[key] = (t, row)
+        for key, row, t, s in zip(keys, rows, ts, seqs, strict=True):
+            pending[key] = (t, s, row)
         self.added += len(keys)
         self.replaced += before + len(keys) - len(pending)
         while len(pending) > self.max_pending:
             pending.popitem(last=False)
             self.evicted += 1
 
-    def match(self, key: Any) -> tuple[Any, ...] | None:
-        hit = self._pending.pop(key, None)
-        if hit is None:
+    def match(self, key: Any, now: float, seq: int) -> tuple[Any, ...] | None:
+        """The pending prediction for an outcome at event time ``now`` and index ``seq``.
+
+        A prediction that arrives after its outcome (a higher ``seq``) stays pending; one
+        older than the TTL at ``now`` is dropped as expired.
+        """
+        hit = self._pending.get(key)
+        if hit is None or hit[1] > seq:
+            self.unmatched += 1
+            return None
+        del self._pending[key]
+        if hit[0] < now - self.ttl_seconds:
+            self.expired += 1
             self.unmatched += 1
             return None
         self.matched += 1
-        return hit[1]
+        return hit[2]
 
     def expire(self, now: float) -> None:
         """Drop predictions older than the TTL at event time ``now``."""
