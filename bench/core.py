@@ -27,9 +27,11 @@ from stream.events import EventDecoder
 from stream.reference import load_profiles
 from stream.scenarios import generate, write_scenario
 from watchkeeper.config import load_config
+from watchkeeper.runtime import GC_GEN0_THRESHOLD, tune_gc
 
 
 def main() -> None:
+    tune_gc()  # as the CLI and the worker do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--predictions", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -80,6 +82,7 @@ def main() -> None:
         "signals": signals,
         "goal_events_per_s": 100_000,
         "goal_met": n / core_best >= 100_000,
+        "gc_gen0_threshold": GC_GEN0_THRESHOLD,
         "python": platform.python_version(),
         "msgspec": msgspec.__version__,
     }, indent=2))

@@ -21,6 +21,7 @@ from stream.runner import ReplayReport, replay
 from stream.signals import Signal
 from watchkeeper.config import Config, load_config
 from watchkeeper.errors import ConfigError, InputError
+from watchkeeper.runtime import tune_gc
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
     code: int = args.func(args)

@@ -260,6 +260,9 @@ class PerformanceMonitor:
             "reference_labels": ref.n,
             "change_detected_at_seq": series.change_seq,
         }
+        overall = self._series.get((None, None))
+        if key != (None, None) and overall is not None and overall.count:
+            evidence["traffic_share"] = round(series.count / overall.count, 4)
         window = Window(int(seq[0]), int(seq[-1]), float(ts[0]), float(ts[-1]), w)
         return Signal(
             model_id=self.profile.model_id, kind=Kind.PERFORMANCE, subject=self.metric,
