@@ -71,10 +71,16 @@ def _add(acc: _Acc, profile: Profile, values: list[Any]) -> None:
     acc.rows += len(values)
     if isinstance(profile, NumericProfile):
         col = numeric(values)
-        finite = col.values[~np.isnan(col.values)]
+        finite = col.values[~np.isnan(col.values)] if col.nulls or col.missing or (
+            col.mismatched) else col.values
         acc.counts += profile.histogram(finite)
-        acc.out_of_bounds += profile.out_of_bounds(finite)
-        acc.out_of_range += profile.out_of_range(finite)
+        if len(finite):
+            lo, hi = float(finite.min()), float(finite.max())
+            if lo < profile.min or hi > profile.max:  # else nothing can be out of range
+                acc.out_of_range += profile.out_of_range(finite)
+            if ((profile.bound_min is not None and lo < profile.bound_min)
+                    or (profile.bound_max is not None and hi > profile.bound_max)):
+                acc.out_of_bounds += profile.out_of_bounds(finite)
         acc.sum += float(finite.sum())
         acc.sumsq += float(np.dot(finite, finite))
         nulls, missing, mismatched, example = col.nulls, col.missing, col.mismatched, (

@@ -99,19 +99,31 @@ class _Series:
 
     def write(self, y: FloatArray, p: FloatArray, s: FloatArray,
               seq: NDArray[np.int64], ts: FloatArray) -> None:
+        size = self.size
+        if len(y) >= size:
+            y, p, s, seq, ts = y[-size:], p[-size:], s[-size:], seq[-size:], ts[-size:]
         n = len(y)
-        if n >= self.size:
-            y, p, s, seq, ts = y[-self.size:], p[-self.size:], s[-self.size:], seq[-self.size:], (
-                ts[-self.size:])
-            n = self.size
-        idx = (self.pos + np.arange(n)) % self.size
-        self.y[idx], self.p[idx], self.s[idx], self.seq[idx], self.ts[idx] = y, p, s, seq, ts
-        self.pos = (self.pos + n) % self.size
+        head = min(n, size - self.pos)  # up to the end of the ring, then from its start
+        for ring, values in ((self.y, y), (self.p, p), (self.s, s), (self.seq, seq),
+                             (self.ts, ts)):
+            ring[self.pos:self.pos + head] = values[:head]
+            ring[:n - head] = values[head:]
+        self.pos = (self.pos + n) % size
 
-    def last(self, w: int) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int64],
-                                    FloatArray]:
-        idx = (self.pos - w + np.arange(w)) % self.size
-        return self.y[idx], self.p[idx], self.s[idx], self.seq[idx], self.ts[idx]
+    def last(self, w: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Labels, predictions and scores of the last ``w`` pairs (views where contiguous)."""
+        start = self.pos - w
+        if start >= 0:
+            return self.y[start:self.pos], self.p[start:self.pos], self.s[start:self.pos]
+        return (np.concatenate((self.y[start:], self.y[:self.pos])),
+                np.concatenate((self.p[start:], self.p[:self.pos])),
+                np.concatenate((self.s[start:], self.s[:self.pos])))
+
+    def bounds(self, w: int) -> tuple[int, int, float, float]:
+        """First and last seq and ts of the last ``w`` pairs."""
+        first, last = (self.pos - w) % self.size, (self.pos - 1) % self.size
+        return (int(self.seq[first]), int(self.seq[last]), float(self.ts[first]),
+                float(self.ts[last]))
 
 
 class PerformanceMonitor:
@@ -233,7 +245,7 @@ class PerformanceMonitor:
         z_crit = z_critical(self.settings.alpha, WINDOWS_PER_EVALUATION * len(self._series))
         best: tuple[float, float, Estimate, int] | None = None
         for w in self._windows(series):
-            y, p, s, _, _ = series.last(w)
+            y, p, s = series.last(w)
             est = compute(self.metric, y, p, s, positive=self.profile.positive)
             if est is None:
                 continue
@@ -245,7 +257,7 @@ class PerformanceMonitor:
         if best is None:
             return None
         z, drop, est, w = best
-        _, _, _, seq, ts = series.last(w)
+        first_seq, last_seq, first_ts, last_ts = series.bounds(w)
         threshold = (ref.value - self.max_drop if self.higher_is_better
                      else ref.value + self.max_drop)
         evidence: dict[str, EvidenceValue] = {
@@ -263,11 +275,11 @@ class PerformanceMonitor:
         overall = self._series.get((None, None))
         if key != (None, None) and overall is not None and overall.count:
             evidence["traffic_share"] = round(series.count / overall.count, 4)
-        window = Window(int(seq[0]), int(seq[-1]), float(ts[0]), float(ts[-1]), w)
+        window = Window(first_seq, last_seq, first_ts, last_ts, w)
         return Signal(
             model_id=self.profile.model_id, kind=Kind.PERFORMANCE, subject=self.metric,
             statistic=self.metric, value=round(est.value, 6), threshold=round(threshold, 6),
-            window=window, evidence=evidence, ts=float(ts[-1]), seq=int(seq[-1]),
+            window=window, evidence=evidence, ts=last_ts, seq=last_seq,
             model_version=key[1], slice=key[0],
         )
 
