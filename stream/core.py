@@ -109,6 +109,7 @@ class Core:
         self.models = {m: ModelRuntime(p, config) for m, p in profiles.items()}
         self.seq = 0  # index of the next event
         self.watermark = float("-inf")  # highest event time seen
+        self.watermarks: dict[str, float] = {}  # ... per model
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
@@ -152,6 +153,14 @@ class Core:
                 mgroup[0].append(ev)  # type: ignore[arg-type]
                 mgroup[1].append(s)
         self.watermark = watermark
+        # the decoder made every ts epoch seconds (float)
+        tops: list[tuple[str, Any]] = [(m, max(p.ts for p in g[0])) for m, g in preds.items()]
+        tops += [(m, max(x.ts for x in g[0])) for m, g in metrics.items()]
+        tops += [(o.model_id, o.ts) for _, o, _ in outcomes]
+        marks = self.watermarks
+        for model_id, top in tops:
+            if top > marks.get(model_id, float("-inf")):
+                marks[model_id] = top
         n_pred = sum(len(g[0]) for g in preds.values())
         n_metric = sum(len(g[0]) for g in metrics.values())
         self.accepted.update(prediction=n_pred, outcome=len(outcomes), metric=n_metric)

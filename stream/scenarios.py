@@ -587,9 +587,17 @@ def _config(name: str) -> dict[str, object]:
 
 
 def generate(
-    name: str, *, predictions: int = 40_000, seed: int = 7, reference_size: int = 5_000
+    name: str,
+    *,
+    predictions: int = 40_000,
+    seed: int = 7,
+    reference_size: int = 5_000,
+    model_id: str = MODEL_ID,
 ) -> Scenario:
-    """Generate scenario ``name`` with ``predictions`` prediction events (deterministic)."""
+    """Generate scenario ``name`` with ``predictions`` prediction events (deterministic).
+
+    ``model_id`` renames the model, so that several scenarios can share one store.
+    """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; known scenarios: {', '.join(SCENARIOS)}")
     if predictions < 1_000:
@@ -704,12 +712,20 @@ def generate(
     incidents: tuple[Incident, ...] = ()
     if name != "stationary":
         incidents = (_incident(name, onset_line),)
+    reference = _reference(seed, reference_size)
+    config = _config(name)
+    if model_id != MODEL_ID:
+        for event in (*events, *reference):
+            event["model_id"] = model_id
+        models = config["models"]
+        assert isinstance(models, dict)
+        models[model_id] = models.pop(MODEL_ID)
     return Scenario(
         name=name,
         seed=seed,
         events=events,
-        reference=_reference(seed, reference_size),
-        config=_config(name),
+        reference=reference,
+        config=config,
         incidents=incidents,
     )
 

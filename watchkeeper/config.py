@@ -11,6 +11,7 @@ watchkeeper.errors.ConfigError: models.m.wat: Extra inputs are not permitted
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,6 +135,52 @@ class Limits(_Frozen):
     dedupe_capacity: int = Field(default=1_000_000, ge=1)
 
 
+class SilenceSpec(_Frozen):
+    """A silence from the config file: matchers (None = any) and an expiry (ISO-8601)."""
+
+    ends_at: datetime
+    starts_at: datetime | None = None
+    model_id: str | None = None
+    kind: str | None = None
+    subject: str | None = None
+    comment: str = ""
+
+    @model_validator(mode="after")
+    def _aware(self) -> SilenceSpec:
+        for name in ("ends_at", "starts_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (e.g. 2019-03-02T00:00:00Z)")
+        return self
+
+
+class TriagePolicy(_Frozen):
+    """How signals become alerts, incidents and pages (defaults fit the CONTRACT example).
+
+    Severity is a score in [0, 1]; an incident whose score reaches ``page_threshold`` pages,
+    one that reaches ``digest_threshold`` goes to the digest, the rest to history only.
+    """
+
+    page_threshold: float = Field(default=0.6, gt=0, le=1)
+    digest_threshold: float = Field(default=0.25, ge=0, le=1)
+    resolve_after_seconds: float = Field(default=7200, gt=0)
+    group_window_seconds: float = Field(default=3600, ge=0)
+    flap_window_seconds: float = Field(default=6 * 3600, gt=0)
+    flap_threshold: int = Field(default=3, ge=1)
+    min_slice_share: float = Field(default=0.01, ge=0, le=1)
+    out_of_range_corruption_rate: float = Field(default=0.5, gt=0, le=1)
+    unseen_category_corruption_rate: float = Field(default=0.25, gt=0, le=1)
+    not_actionable_factor: float = Field(default=0.5, ge=0, lt=1)
+    channel: str = "#ml-oncall"
+    silences: list[SilenceSpec] = []
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> TriagePolicy:
+        if self.digest_threshold > self.page_threshold:
+            raise ValueError("digest_threshold must not exceed page_threshold")
+        return self
+
+
 class ModelConfig(_Frozen):
     task: Task
     reference: Path
@@ -174,6 +221,7 @@ class Config(_Frozen):
     models: dict[str, ModelConfig] = Field(min_length=1)
     monitoring: MonitoringSettings = MonitoringSettings()
     limits: Limits = Limits()
+    triage: TriagePolicy = TriagePolicy()
     base_dir: Path = Path(".")
 
     def monitoring_for(self, model_id: str) -> MonitoringSettings:

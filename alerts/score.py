@@ -1,0 +1,122 @@
+"""Severity on impact: a score in [0, 1] with the factors that explain it.
+
+Page on impact, not on change (DESIGN.md). What a person must act on scores high: a
+measured performance fall beyond tolerance (weighted by the share of traffic it touches),
+corrupted data (schema breaks, hard-bound violations, null spikes, unit changes), a falling
+business metric. Drift scores low: it is context for those, and goes to the digest.
+Persistence raises a score a little; "not actionable" feedback on the same model, kind and
+subject lowers it geometrically, until it stops paging.
+
+>>> from alerts.model import Alert
+>>> from watchkeeper.config import TriagePolicy
+>>> a = Alert("a1", "fp", "m", "drift", "x", "psi", None, None, 0.0, 0.0, 0, 0, 1, 0.4, 0.2, {})
+>>> severity, factors = score(a, TriagePolicy(), not_actionable=0)
+>>> severity, [f.name for f in factors]
+(0.2, ['impact'])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.model import Alert, Factor, Incident, Route
+from watchkeeper.config import TriagePolicy
+
+CORRUPTION = 0.85
+PERFORMANCE = 0.7
+BUSINESS = 0.75
+CONTEXT = {"drift": 0.2, "prediction_drift": 0.3, "label_drift": 0.3}
+PERSISTENCE_STEP = 0.05
+PERSISTENCE_MAX = 0.15
+BREADTH_STEP = 0.03
+BREADTH_MAX = 0.12
+
+
+def _num(evidence: dict[str, Any], key: str, default: float = 0.0) -> float:
+    value = evidence.get(key)
+    return float(value) if isinstance(value, (int, float)) else default
+
+
+def impact(alert: Alert, policy: TriagePolicy) -> Factor:
+    """The base score: how much a person must care about this kind of finding."""
+    kind, stat, ev = alert.kind, alert.statistic, alert.evidence
+    if kind == "schema":
+        return Factor("impact", CORRUPTION, f"schema break: {stat} {alert.value:.2%}")
+    if kind == "data_quality":
+        if stat in ("null_rate", "out_of_bounds_rate"):
+            return Factor("impact", CORRUPTION, f"data corruption: {stat} {alert.value:.2%}")
+        if stat == "out_of_range_rate" and alert.value >= policy.out_of_range_corruption_rate:
+            return Factor("impact", CORRUPTION,
+                          f"{alert.value:.0%} of values outside the reference range "
+                          "(a unit change or a broken transform)")
+        if (stat == "unseen_category_rate"
+                and alert.value >= policy.unseen_category_corruption_rate):
+            return Factor("impact", CORRUPTION,
+                          f"{alert.value:.0%} of values are categories never seen")
+        return Factor("impact", 0.3, f"{stat} {alert.value:.2%}: unusual values, not corruption")
+    if kind == "performance":
+        drop = _num(ev, "drop")
+        max_drop = _num(ev, "max_drop", 0.0) or 1e-9
+        excess = min(max(drop / max_drop - 1.0, 0.0), 3.0)
+        base = PERFORMANCE + 0.05 * excess
+        note = f"{alert.statistic} fell {drop:.3f} (tolerance {max_drop:.3f})"
+        if alert.slice is not None:
+            share = _num(ev, "traffic_share", 1.0)
+            if share < policy.min_slice_share:
+                return Factor("impact", 0.3, f"{note} on a slice of {share:.1%} of traffic "
+                                             f"(below {policy.min_slice_share:.0%})")
+            note += f" on a slice of {share:.1%} of traffic"
+        return Factor("impact", min(base, 0.95), note)
+    if kind == "business_metric":
+        rel = _num(ev, "relative_drop")
+        return Factor("impact", BUSINESS, f"{alert.subject} fell {rel:.1%} from its reference")
+    if kind in ("canary", "fallback"):
+        return Factor("impact", PERFORMANCE, f"{kind}: {stat} {alert.value:.4g}")
+    base = CONTEXT.get(kind, 0.2)
+    return Factor("impact", base, f"{kind}: context for other alerts, not a page on its own")
+
+
+def score(alert: Alert, policy: TriagePolicy, not_actionable: int) -> tuple[float,
+                                                                            tuple[Factor, ...]]:
+    """An alert's severity and its factors."""
+    factors = [impact(alert, policy)]
+    if alert.occurrences > 1:
+        bonus = min(PERSISTENCE_STEP * (alert.occurrences - 1), PERSISTENCE_MAX)
+        factors.append(Factor("persistence", bonus, f"seen {alert.occurrences} times"))
+    value = sum(f.value for f in factors)
+    if not_actionable:
+        mult = policy.not_actionable_factor ** not_actionable
+        factors.append(Factor("feedback", value * mult - value,
+                              f"marked not actionable {not_actionable} time(s)"))
+        value *= mult
+    return round(min(max(value, 0.0), 1.0), 4), tuple(factors)
+
+
+def route_for(severity: float, policy: TriagePolicy) -> Route:
+    if severity >= policy.page_threshold:
+        return Route.PAGE
+    if severity >= policy.digest_threshold:
+        return Route.DIGEST
+    return Route.LOG
+
+
+def score_incident(incident: Incident, alerts: list[Alert],
+                   policy: TriagePolicy) -> tuple[float, tuple[Factor, ...], Alert | None]:
+    """An incident scores as its worst live alert, plus a little for breadth."""
+    live = [a for a in alerts if a.silenced_by is None and a.inhibited_by is None
+            and not a.flapping]
+    if not live:
+        return 0.0, (Factor("muted", 0.0, "every alert is silenced, inhibited or flapping"),), None
+    lead = max(live, key=lambda a: (a.severity, -a.first_seq))
+    reasons = "; ".join(f.note for f in lead.factors)
+    factors = [Factor("lead", lead.severity, f"worst alert ({lead.kind} on {lead.scope}): "
+                                             f"{reasons}")]
+    subjects = {(a.kind, a.subject) for a in live}
+    if len(subjects) > 1:
+        bonus = min(BREADTH_STEP * (len(subjects) - 1), BREADTH_MAX)
+        factors.append(Factor("breadth", bonus, f"{len(subjects)} related findings"))
+    value = sum(f.value for f in factors)
+    if lead.route is not Route.PAGE:
+        # breadth orders incidents; it never turns context into a page
+        value = min(value, policy.page_threshold - 1e-6)
+    return round(min(value, 1.0), 4), tuple(factors), lead

@@ -1,0 +1,28 @@
+"""Where triage's results are kept. The pipeline only knows this interface; the
+SQLAlchemy implementation (PostgreSQL, SQLite) is :class:`alerts.store.sql.SqlStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from alerts.pipeline import Changes, Triage
+from stream.events import Reject
+from watchkeeper.config import TriagePolicy
+
+
+class Store(Protocol):
+    def load_triage(self, policy: TriagePolicy) -> Triage:
+        """A triage pipeline resumed from the stored state."""
+        ...
+
+    def apply(self, changes: Changes, *, dry_run: bool) -> None:
+        """Persist one call's changes atomically and idempotently; queue pages for delivery
+        in the outbox unless ``dry_run``."""
+        ...
+
+    def record_rejects(self, source: str, rejects: Sequence[tuple[int, Reject]]) -> None:
+        """Keep rejected events (idempotent per source and index)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,243 @@
+"""The alert store on SQLAlchemy 2.0 (PostgreSQL in production, SQLite embedded).
+
+Every write is idempotent: alerts and incidents are upserted by id, occurrences, pages,
+outbox messages, snapshots and rejects are inserted once per natural key (unique
+constraints + ON CONFLICT DO NOTHING), so re-processing the same signals adds nothing.
+One call of :meth:`SqlStore.apply` is one transaction: a page and its outbox message are
+committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import DeclarativeBase
+
+from alerts.fingerprint import stable_id
+from alerts.model import Alert, Factor, Incident, Route, Silence, Status
+from alerts.pipeline import Changes, Triage
+from alerts.store import schema
+from alerts.store.tables import (
+    AlertRow,
+    FeedbackRow,
+    IncidentRow,
+    OccurrenceRow,
+    OutboxRow,
+    PageRow,
+    RejectedEventRow,
+    SilenceRow,
+    SnapshotRow,
+    StateRow,
+)
+from stream.events import Reject
+from watchkeeper.config import TriagePolicy
+
+CLOCKS_KEY = "triage_clocks"
+
+
+def to_dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+def to_ts(dt: datetime | None) -> float | None:
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _factors(factors: Iterable[Factor]) -> list[dict[str, Any]]:
+    return [f.to_dict() for f in factors]
+
+
+def _from_factors(rows: list[Any]) -> tuple[Factor, ...]:
+    return tuple(Factor(r["name"], float(r["value"]), r["note"]) for r in rows)
+
+
+class SqlStore:
+    """:class:`alerts.store.Store` on a SQLAlchemy engine."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = schema.database_url(url)
+        if migrate:
+            schema.upgrade(self.url)
+        self.engine: Engine = create_engine(self.url)
+
+    # -- writing ---------------------------------------------------------------------------
+    def _insert(self, conn: Connection, model: type[DeclarativeBase], rows: list[dict[str, Any]],
+                keys: Sequence[str], update: bool) -> None:
+        if not rows:
+            return
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(model)
+        if update:
+            cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=cols)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        conn.execute(stmt, rows)
+
+    def apply(self, changes: Changes, *, dry_run: bool) -> None:
+        if not changes and not changes.clocks and not changes.signals:
+            return
+        now = datetime.now(tz=UTC)
+        with self.engine.begin() as conn:
+            self._insert(conn, IncidentRow, [_incident_row(i) for i in
+                                             changes.incidents.values()], ["incident_id"], True)
+            self._insert(conn, AlertRow, [_alert_row(a) for a in changes.alerts.values()],
+                         ["alert_id"], True)
+            self._insert(conn, OccurrenceRow, [
+                {"alert_id": o.alert_id, "fingerprint": o.fingerprint, "seq": o.seq,
+                 "ts": to_dt(o.ts), "value": o.value, "threshold": o.threshold,
+                 "evidence": o.evidence} for o in changes.occurrences],
+                ["fingerprint", "seq"], False)
+            self._insert(conn, SnapshotRow, [
+                {"fingerprint": o.fingerprint, "model_id": s.model_id,
+                 "model_version": s.model_version, "kind": str(s.kind), "subject": s.subject,
+                 "statistic": s.statistic, "slice": s.slice, "seq": s.seq, "ts": to_dt(s.ts),
+                 "value": s.value, "threshold": s.threshold}
+                for o, s in zip(changes.occurrences, changes.signals, strict=True)],
+                ["fingerprint", "seq"], False)
+            pages = [{
+                "page_id": p.page_id, "incident_id": p.incident_id, "alert_id": p.alert_id,
+                "model_id": p.model_id, "kind": p.kind, "subject": p.subject,
+                "paged_at": to_dt(p.paged_at), "seq": p.seq, "channel": p.channel,
+                "escalation_level": p.escalation_level, "severity": p.severity,
+                "summary": p.summary, "factors": _factors(p.factors),
+                "alert_ids": list(p.alert_ids), "delivered": False, "dry_run": dry_run,
+                "delivered_at": None} for p in changes.pages]
+            self._insert(conn, PageRow, pages, ["page_id"], False)
+            if not dry_run:
+                self._insert(conn, OutboxRow, [{
+                    "message_id": p["page_id"], "kind": "page", "page_id": p["page_id"],
+                    "incident_id": p["incident_id"], "payload": _jsonable(p), "created_at": now,
+                    "sent_at": None, "attempts": 0, "last_error": None} for p in pages],
+                    ["message_id"], False)
+                self._insert(conn, OutboxRow, [{
+                    "message_id": stable_id("resolve", i), "kind": "resolve", "page_id": None,
+                    "incident_id": i, "payload": {"incident_id": i}, "created_at": now,
+                    "sent_at": None, "attempts": 0, "last_error": None}
+                    for i in changes.resolved_incidents
+                    if changes.incidents[i].paged_at is not None],
+                    ["message_id"], False)
+            if changes.clocks:
+                row = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
+                clocks = dict(row.scalar_one_or_none() or {})
+                for m, c in changes.clocks.items():
+                    clocks[m] = max(c, clocks.get(m, float("-inf")))
+                self._insert(conn, StateRow, [{"key": CLOCKS_KEY, "value": clocks}], ["key"],
+                             True)
+
+    def record_rejects(self, source: str, rejects: Sequence[tuple[int, Reject]]) -> None:
+        if not rejects:
+            return
+        now = datetime.now(tz=UTC)
+        with self.engine.begin() as conn:
+            self._insert(conn, RejectedEventRow, [
+                {"source": source, "seq": seq, "reason": str(r.reason), "detail": r.detail,
+                 "raw": r.raw, "recorded_at": now} for seq, r in rejects],
+                ["source", "seq"], False)
+
+    # -- reading ---------------------------------------------------------------------------
+    def load_triage(self, policy: TriagePolicy) -> Triage:
+        with self.engine.connect() as conn:
+            latest = (select(AlertRow.fingerprint, func.max(AlertRow.first_seq).label("seq"))
+                      .group_by(AlertRow.fingerprint).subquery())
+            rows = conn.execute(select(AlertRow).join(
+                latest, (AlertRow.fingerprint == latest.c.fingerprint)
+                & (AlertRow.first_seq == latest.c.seq))).mappings().all()
+            alerts = [_alert(r) for r in rows]
+            incident_rows = conn.execute(select(IncidentRow).where(
+                IncidentRow.status != Status.RESOLVED.value)).mappings().all()
+            incidents = [_incident(r) for r in incident_rows]
+            feedback: Counter[tuple[str, str, str]] = Counter()
+            for model_id, kind, subject, n in conn.execute(
+                    select(FeedbackRow.model_id, FeedbackRow.kind, FeedbackRow.subject,
+                           func.count()).where(FeedbackRow.verdict == "not_actionable")
+                    .group_by(FeedbackRow.model_id, FeedbackRow.kind, FeedbackRow.subject)):
+                feedback[(model_id, kind, subject)] = int(n)
+            silences = [Silence(
+                silence_id=r.silence_id, model_id=r.model_id, kind=r.kind, subject=r.subject,
+                starts_at=to_ts(r.starts_at) or 0.0, ends_at=to_ts(r.ends_at) or 0.0,
+                created_by=r.created_by, comment=r.comment)
+                for r in conn.execute(select(SilenceRow)).all()]
+            clocks = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
+            clock_map = dict(clocks.scalar_one_or_none() or {})
+        for spec in policy.silences:
+            silences.append(Silence(
+                silence_id=stable_id("config-silence", spec.model_id, spec.kind, spec.subject,
+                                     spec.ends_at.isoformat()),
+                ends_at=spec.ends_at.timestamp(), model_id=spec.model_id, kind=spec.kind,
+                subject=spec.subject,
+                starts_at=spec.starts_at.timestamp() if spec.starts_at else 0.0,
+                created_by="config", comment=spec.comment))
+        return Triage(policy, alerts=alerts, incidents=incidents, feedback=feedback,
+                      silences=silences, clocks=clock_map)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def _alert_row(a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": a.alert_id, "fingerprint": a.fingerprint, "incident_id": a.incident_id,
+        "model_id": a.model_id, "model_version": a.model_version, "kind": a.kind,
+        "subject": a.subject, "statistic": a.statistic, "slice": a.slice,
+        "status": a.status.value, "severity": a.severity, "route": a.route.value,
+        "first_seen": to_dt(a.first_seen), "last_seen": to_dt(a.last_seen),
+        "first_seq": a.first_seq, "last_seq": a.last_seq, "occurrences": a.occurrences,
+        "value": a.value, "threshold": a.threshold, "evidence": a.evidence,
+        "factors": _factors(a.factors), "silenced_by": a.silenced_by,
+        "inhibited_by": a.inhibited_by, "flaps": a.flaps, "flapping": a.flapping,
+        "paged": a.paged, "acknowledged_at": to_dt(a.acknowledged_at),
+        "acknowledged_by": a.acknowledged_by, "resolved_at": to_dt(a.resolved_at),
+        "summary": a.summary,
+    }
+
+
+def _alert(r: Any) -> Alert:
+    row = r.get("AlertRow", r)
+    return Alert(
+        alert_id=row.alert_id, fingerprint=row.fingerprint, model_id=row.model_id,
+        kind=row.kind, subject=row.subject, statistic=row.statistic, slice=row.slice,
+        model_version=row.model_version, first_seen=to_ts(row.first_seen) or 0.0,
+        last_seen=to_ts(row.last_seen) or 0.0, first_seq=row.first_seq, last_seq=row.last_seq,
+        occurrences=row.occurrences, value=row.value, threshold=row.threshold,
+        evidence=dict(row.evidence), status=Status(row.status), severity=row.severity,
+        route=Route(row.route), factors=_from_factors(row.factors),
+        incident_id=row.incident_id, silenced_by=row.silenced_by,
+        inhibited_by=row.inhibited_by, flaps=row.flaps, flapping=row.flapping,
+        paged=row.paged, acknowledged_at=to_ts(row.acknowledged_at),
+        acknowledged_by=row.acknowledged_by, resolved_at=to_ts(row.resolved_at),
+    )
+
+
+def _incident_row(i: Incident) -> dict[str, Any]:
+    return {
+        "incident_id": i.incident_id, "model_id": i.model_id, "status": i.status.value,
+        "severity": i.severity, "route": i.route.value, "opened_at": to_dt(i.opened_at),
+        "updated_at": to_dt(i.updated_at), "paged_at": to_dt(i.paged_at),
+        "resolved_at": to_dt(i.resolved_at), "lead_alert_id": i.lead_alert_id,
+        "summary": i.summary, "factors": _factors(i.factors), "alert_ids": list(i.alert_ids),
+    }
+
+
+def _incident(r: Any) -> Incident:
+    row = r.get("IncidentRow", r)
+    return Incident(
+        incident_id=row.incident_id, model_id=row.model_id,
+        opened_at=to_ts(row.opened_at) or 0.0, updated_at=to_ts(row.updated_at) or 0.0,
+        alert_ids=tuple(row.alert_ids), status=Status(row.status), severity=row.severity,
+        route=Route(row.route), factors=_from_factors(row.factors),
+        lead_alert_id=row.lead_alert_id, paged_at=to_ts(row.paged_at),
+        resolved_at=to_ts(row.resolved_at), summary=row.summary,
+    )

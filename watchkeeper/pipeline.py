@@ -1,0 +1,69 @@
+"""The whole flow for one process: core (monitors) → triage → store.
+
+Drivers (the file replay, the demo, the Kafka worker) hand it batches of messages; it
+keeps the counts a report needs. The core and triage are pure; the store is the only I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from alerts.model import Page
+from alerts.pipeline import Changes, Triage
+from alerts.store import Store
+from stream.core import BatchResult, Core
+from stream.reference import load_profiles
+from stream.signals import Signal
+from watchkeeper.config import Config
+
+
+@dataclass
+class Totals:
+    signals: Counter[str] = field(default_factory=Counter)
+    pages: list[Page] = field(default_factory=list)
+    alerts: set[str] = field(default_factory=set)
+    incidents: set[str] = field(default_factory=set)
+
+
+class Pipeline:
+    """Core, triage and store composed; ``source`` names the input for rejected events."""
+
+    def __init__(self, config: Config, store: Store | None, *, source: str,
+                 dry_run: bool = True, triage: Triage | None = None,
+                 on_page: Callable[[Page], None] | None = None,
+                 on_signal: Callable[[Signal], None] | None = None) -> None:
+        self.config = config
+        self.core = Core(config, load_profiles(config))
+        self.store = store
+        self.triage = triage or (store.load_triage(config.triage) if store is not None
+                                 else Triage(config.triage))
+        self.source = source
+        self.dry_run = dry_run
+        self.on_page = on_page
+        self.on_signal = on_signal
+        self.totals = Totals()
+
+    def feed(self, messages: Sequence[bytes]) -> BatchResult:
+        result = self.core.process(messages)
+        changes = self.triage.process(result.signals)
+        changes.merge(self.triage.advance(self.core.watermarks))
+        self._count(result, changes)
+        if self.store is not None:
+            self.store.apply(changes, dry_run=self.dry_run)
+            self.store.record_rejects(self.source, result.rejects)
+        return result
+
+    def _count(self, result: BatchResult, changes: Changes) -> None:
+        t = self.totals
+        for sig in result.signals:
+            t.signals[str(sig.kind)] += 1
+            if self.on_signal is not None:
+                self.on_signal(sig)
+        t.alerts.update(changes.alerts)
+        t.incidents.update(changes.incidents)
+        for page in changes.pages:
+            t.pages.append(page)
+            if self.on_page is not None:
+                self.on_page(page)
