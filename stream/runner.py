@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from stream.core import Core
+from stream.core import BatchResult, Core
 from stream.events import Reject
 from stream.signals import Signal
 
@@ -59,6 +59,7 @@ class ReplayReport:
     signals: Counter[str] = field(default_factory=Counter)
     elapsed_seconds: float = 0.0
     core: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. alerts, incidents, pages
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class ReplayReport:
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "events_per_second": round(self.events_read / self.elapsed_seconds)
             if self.elapsed_seconds > 0 else None,
+            **self.extra,
         }
 
 
@@ -85,13 +87,18 @@ def replay(
     on_reject: Callable[[int, Reject], None] | None = None,
     on_bytes: Callable[[int], None] | None = None,
     batch_lines: int = BATCH_LINES,
+    process: Callable[[list[bytes]], BatchResult] | None = None,
 ) -> ReplayReport:
-    """Run ``core`` over the events file at ``path``; raises OSError if it cannot be read."""
+    """Run ``core`` over the events file at ``path``; raises OSError if it cannot be read.
+
+    ``process`` replaces ``core.process`` (e.g. a pipeline that also triages and stores).
+    """
     report = ReplayReport()
     start = time.perf_counter()
+    step = process or core.process
     with path.open("rb") as fh:
         for batch in iter_batches(fh, batch_lines, on_bytes):
-            result = core.process(batch)
+            result = step(batch)
             report.accepted += result.accepted
             report.duplicates += result.duplicates
             for seq, reject in result.rejects:

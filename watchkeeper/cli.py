@@ -9,21 +9,28 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from stream.core import Core
+from sqlalchemy.exc import SQLAlchemyError
+
+from alerts.model import Incident, Page
+from alerts.pipeline import Triage
+from alerts.store.schema import database_url, downgrade, upgrade
+from alerts.store.sql import SqlStore
 from stream.events import Reject
-from stream.reference import load_profiles
 from stream.runner import ReplayReport, replay
-from stream.signals import Signal
-from watchkeeper.config import Config, load_config
-from watchkeeper.errors import ConfigError, InputError
+from stream.signals import Signal, iso
+from watchkeeper.config import load_config
+from watchkeeper.errors import ConfigError, InputError, RetryableError
+from watchkeeper.pipeline import Pipeline
 from watchkeeper.runtime import tune_gc
 
 EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
 EXIT_USAGE = 2
 
 
@@ -85,32 +92,43 @@ class _RejectsFile:
             self._fh.close()
 
 
-def _load(config_path: Path) -> tuple[Config, Core]:
-    config = load_config(config_path)
-    return config, Core(config, load_profiles(config))
+DEFAULT_DB = "sqlite:///watchkeeper.db"
+
+
+def format_page(page: Page, *, dry_run: bool) -> str:
+    tag = "PAGE (dry run)" if dry_run else "PAGE"
+    return (f"{tag} {page.channel} at {iso(page.paged_at)} (event {page.seq}), "
+            f"severity {page.severity:.2f}: {page.summary}")
 
 
 def run_replay(
-    events: Path, config_path: Path, *, signals_out: Path | None = None,
-    rejects_out: Path | None = None, report_out: Path | None = None, quiet: bool = False,
-) -> tuple[ReplayReport, list[Signal]]:
-    """Replay a file; raise ConfigError/InputError for the CLI's exit code 2."""
+    events: Path, config_path: Path, *, db: str = DEFAULT_DB,
+    signals_out: Path | None = None, rejects_out: Path | None = None,
+    report_out: Path | None = None, quiet: bool = False, out: IO[str] | None = None,
+) -> tuple[ReplayReport, Pipeline]:
+    """Replay a file through monitors, triage and the store; raise ConfigError/InputError
+    (exit code 2) or RetryableError (the database cannot be reached)."""
     if not events.is_file():
         raise InputError(f"cannot read {events}: no such file")
-    _, core = _load(config_path)
-    signals: list[Signal] = []
+    config = load_config(config_path)
+    store = open_store(db)
     rejects = _RejectsFile(rejects_out or Path(f"{events.name}.rejects.jsonl"))
     sig_fh = signals_out.open("w", encoding="utf-8") if signals_out else None
+    stdout = out or sys.stdout
 
     def on_signal(sig: Signal) -> None:
-        signals.append(sig)
         if sig_fh is not None:
             sig_fh.write(json.dumps(sig.to_dict()) + "\n")
 
+    def on_page(page: Page) -> None:
+        print(format_page(page, dry_run=True), file=stdout)
+
+    pipeline = Pipeline(config, store, source=str(events), dry_run=True, on_page=on_page,
+                        on_signal=on_signal)
     progress = _Progress(events.stat().st_size, "replay") if not quiet else None
     try:
-        report = replay(events, core, on_signal=on_signal, on_reject=rejects.write,
-                        on_bytes=progress.advance if progress else None)
+        report = replay(events, pipeline.core, on_reject=rejects.write,
+                        on_bytes=progress.advance if progress else None, process=pipeline.feed)
     except OSError as exc:
         raise InputError(f"cannot read {events}: {exc.strerror or exc}") from None
     finally:
@@ -119,12 +137,53 @@ def run_replay(
         rejects.close()
         if sig_fh is not None:
             sig_fh.close()
+        store.close()
+    report.extra = {"alerts": len(pipeline.totals.alerts),
+                    "incidents": len(pipeline.totals.incidents),
+                    "pages": len(pipeline.totals.pages),
+                    "database": redact(store.url)}
     if report_out is not None:
         body = report.to_dict()
         if rejects.count:
             body["rejects_file"] = str(rejects.path)
         report_out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    return report, signals
+    return report, pipeline
+
+
+def open_store(db: str) -> SqlStore:
+    try:
+        return SqlStore(db)
+    except (SQLAlchemyError, OSError) as exc:
+        raise RetryableError(f"cannot open the database {redact(db)}: "
+                             f"{str(exc).splitlines()[0]}") from None
+
+
+def redact(url: str) -> str:
+    """A database URL without its password.
+
+    >>> redact("postgresql://wk:secret@127.0.0.1/wk")
+    'postgresql://wk:***@127.0.0.1/wk'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def print_incidents(incidents: Sequence[Incident], triage: Triage,
+                    out: IO[str] | None = None) -> None:
+    """A table of incidents: routed where, and why."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{len(incidents)} incidents", title_justify="left", show_lines=True)
+    for col in ("model", "route", "severity", "opened", "alerts", "lead finding", "why"):
+        table.add_column(col, overflow="fold")
+    for inc in sorted(incidents, key=lambda i: i.opened_at):
+        why = "; ".join(f.note for f in inc.factors)
+        lead = triage.alerts.get(inc.lead_alert_id or "")
+        table.add_row(inc.model_id, str(inc.route), f"{inc.severity:.2f}", iso(inc.opened_at),
+                      str(len(inc.alert_ids)), escape(lead.summary if lead else inc.summary),
+                      escape(why))
+    Console(file=out or sys.stdout, width=160).print(table)
 
 
 def print_signals(signals: Sequence[Signal], out: IO[str] | None = None) -> None:
@@ -150,18 +209,78 @@ def print_signals(signals: Sequence[Signal], out: IO[str] | None = None) -> None
 
 def cmd_replay(args: argparse.Namespace) -> int:
     try:
-        report, signals = run_replay(args.events, args.config, signals_out=args.signals_out,
-                                     rejects_out=args.rejects_out, report_out=args.report,
-                                     quiet=args.quiet)
+        report, pipeline = run_replay(args.events, args.config, db=args.db,
+                                      signals_out=args.signals_out, rejects_out=args.rejects_out,
+                                      report_out=args.report, quiet=args.quiet)
     except (ConfigError, InputError) as exc:
         return _fail(str(exc))
+    except RetryableError as exc:
+        print(f"watchkeeper: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     body = report.to_dict()
     print(f"{body['events_read']} events: {body['accepted']} accepted, "
           f"{body['duplicates']} duplicates, {body['rejected']['total']} rejected; "
-          f"{body['signals']['total']} signals in {body['elapsed_seconds']} s "
-          f"({body['events_per_second']} events/s)")
-    if not args.quiet and signals:
-        print_signals(signals)
+          f"{body['signals']['total']} signals -> {body['alerts']} alerts -> "
+          f"{body['incidents']} incidents -> {body['pages']} pages "
+          f"in {body['elapsed_seconds']} s ({body['events_per_second']} events/s); "
+          f"history in {body['database']}")
+    if not args.quiet:
+        incidents = [pipeline.triage.incidents[i] for i in sorted(pipeline.totals.incidents)
+                     if i in pipeline.triage.incidents]
+        if incidents:
+            print_incidents(incidents, pipeline.triage)
+    return EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from watchkeeper import history
+
+    try:
+        store = open_store(args.db)
+    except RetryableError as exc:
+        print(f"watchkeeper: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        if args.alerts_command == "list":
+            history.print_list(store, model=args.model, status=args.status, kind=args.kind,
+                               limit=args.limit)
+            return EXIT_OK
+        if not history.print_alert(store, args.alert_id):
+            return _fail(f"no alert {args.alert_id!r}")
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from watchkeeper import history
+
+    try:
+        store = open_store(args.db)
+    except RetryableError as exc:
+        print(f"watchkeeper: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        history.print_query(store, args.query)
+    except SQLAlchemyError as exc:
+        return _fail(str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0])
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    url = database_url(args.db)
+    target = args.revision or ("head" if args.db_command == "upgrade" else "base")
+    try:
+        if args.db_command == "upgrade":
+            upgrade(url, target)
+        else:
+            downgrade(url, target)
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"watchkeeper: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"database {redact(url)}: {args.db_command} to {target} done")
     return EXIT_OK
 
 
@@ -205,8 +324,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects-out", type=Path,
                    help="where rejected events are kept (default: EVENTS-NAME.rejects.jsonl "
                         "in the current folder, written only when there are rejects)")
+    p.add_argument("--db", default=DEFAULT_DB,
+                   help=f"alert history database URL or SQLite file (default {DEFAULT_DB})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
     p.set_defaults(func=cmd_replay)
+
+    a = sub.add_parser("alerts", help="alert history from the terminal")
+    asub = a.add_subparsers(dest="alerts_command", required=True)
+    al = asub.add_parser("list", help="recent alerts, newest first")
+    al.add_argument("--db", default=DEFAULT_DB)
+    al.add_argument("--model")
+    al.add_argument("--status", choices=["open", "acknowledged", "resolved", "silenced"])
+    al.add_argument("--kind")
+    al.add_argument("--limit", type=int, default=50)
+    ashow = asub.add_parser("show", help="one alert: evidence, score factors, occurrences, pages")
+    ashow.add_argument("alert_id", help="an alert id (a unique prefix is enough)")
+    ashow.add_argument("--db", default=DEFAULT_DB)
+    a.set_defaults(func=cmd_alerts)
+
+    q = sub.add_parser("sql", help="run a query on the alert history (e.g. its SQL views)")
+    q.add_argument("query", help="e.g. \"SELECT * FROM alert_history ORDER BY last_seen DESC\"")
+    q.add_argument("--db", default=DEFAULT_DB)
+    q.set_defaults(func=cmd_sql)
+
+    dbp = sub.add_parser("db", help="database schema migrations")
+    dsub = dbp.add_subparsers(dest="db_command", required=True)
+    for name, help_ in (("upgrade", "migrate up (default: to the latest revision)"),
+                        ("downgrade", "migrate down (default: remove everything)")):
+        sp = dsub.add_parser(name, help=help_)
+        sp.add_argument("--db", default=DEFAULT_DB)
+        sp.add_argument("--revision")
+    dbp.set_defaults(func=cmd_db)
 
     from stream.scenarios import SCENARIOS
 

@@ -1,8 +1,9 @@
 """``watchkeeper demo``: the built-in scenarios end to end, on embedded defaults.
 
-No services: the scenarios are generated into a working folder, replayed through the same
-core the Kafka worker runs, and what the monitors found is printed beside each scenario's
-ground truth.
+No services: each scenario is generated as the stream of its own model, replayed through
+the same core and triage the Kafka worker runs, into one SQLite database. It prints the
+incidents (paged, or digest only, and why), the funnel from events to pages beside what
+a page-on-every-drift policy would have sent, and where the database is.
 """
 
 from __future__ import annotations
@@ -17,58 +18,77 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stream.core import Core
-from stream.reference import load_profiles
+from alerts.model import Route
+from alerts.store.sql import SqlStore
 from stream.runner import replay
 from stream.scenarios import SCENARIOS, generate, write_scenario
-from stream.signals import Signal
+from stream.signals import iso
 from watchkeeper.config import load_config
+from watchkeeper.pipeline import Pipeline
 
 DEMO_PREDICTIONS = 20_000
+DRIFT_KINDS = ("drift", "prediction_drift", "label_drift")
 
 
 def run_demo(workdir: Path | None = None, out: IO[str] | None = None) -> int:
-    """Generate and replay every scenario; print what fired and when. Returns an exit code."""
-    console = Console(file=out or sys.stdout, width=150)
+    """Generate and replay every scenario; print what was paged and why. Returns 0."""
+    console = Console(file=out or sys.stdout, width=160)
     base = workdir or Path(tempfile.mkdtemp(prefix="watchkeeper-demo-"))
     base.mkdir(parents=True, exist_ok=True)
+    db = base / "watchkeeper.db"
+    db.unlink(missing_ok=True)
+    store = SqlStore(str(db))
     started = time.perf_counter()
-    total_events = total_signals = 0
-    table = Table(title="Watchkeeper demo: what the monitors saw in each scenario",
-                  title_justify="left", show_lines=True)
-    for col in ("scenario", "ground truth", "signals (kind subject statistic: first at, count)"):
+    events = signals = drift_signals = alerts = 0
+    table = Table(title="Incidents", title_justify="left", show_lines=True)
+    for col in ("model (scenario)", "truth", "route", "first page / opened", "alerts",
+                "why"):
         table.add_column(col, overflow="fold")
+    pages = 0
     for name in SCENARIOS:
-        scenario = generate(name, predictions=DEMO_PREDICTIONS, seed=7)
+        model_id = f"loan_{name}"
+        scenario = generate(name, predictions=DEMO_PREDICTIONS, seed=7, model_id=model_id)
         files = write_scenario(scenario, base / f"{name}.jsonl")
-        config = load_config(files.config)
-        signals: list[Signal] = []
-        report = replay(files.events, Core(config, load_profiles(config)),
-                        on_signal=signals.append)
-        total_events += report.events_read
-        total_signals += len(signals)
-        truth = "\n".join(
-            f"from event {i.onset_index}: {i.name} "
-            f"({'actionable' if i.actionable else 'not actionable'})"
-            for i in scenario.incidents) or "nothing happens"
-        table.add_row(name, truth, _summary(signals) or "(none)")
+        pipeline = Pipeline(load_config(files.config), store, source=str(files.events))
+        report = replay(files.events, pipeline.core, process=pipeline.feed)
+        totals = pipeline.totals
+        events += report.events_read
+        signals += sum(totals.signals.values())
+        drift_signals += sum(totals.signals[k] for k in DRIFT_KINDS)
+        alerts += len(totals.alerts)
+        pages += len(totals.pages)
+        truth = "; ".join(f"{i.name} from event {i.onset_index} "
+                          f"({'actionable' if i.actionable else 'not actionable'})"
+                          for i in scenario.incidents) or "healthy"
+        incidents = [pipeline.triage.incidents[i] for i in sorted(totals.incidents)]
+        if not incidents:
+            table.add_row(model_id, truth, "-", "-", "0", "no alert")
+        for inc in incidents:
+            page = next((p for p in totals.pages if p.incident_id == inc.incident_id), None)
+            when = (f"paged at event {page.seq} ({iso(page.paged_at)})" if page
+                    else f"opened {iso(inc.opened_at)}")
+            route = "PAGE" if inc.route is Route.PAGE else str(inc.route)
+            why = "; ".join(f.note for f in inc.factors)
+            table.add_row(model_id, truth, route, when, str(len(inc.alert_ids)), escape(why))
+    store.close()
     console.print(table)
     console.print(
-        f"{total_events:,} events → {total_signals:,} signals in "
-        f"{time.perf_counter() - started:.1f} s. Files (events, reference, config, truth) "
-        f"are in {base}; replay one with:\n"
-        f"  watchkeeper replay {base / 'broken_pipeline.jsonl'} "
-        f"--config {base / 'broken_pipeline.config.yaml'} --report report.json")
+        f"[bold]{events:,} events → {signals:,} signals → {alerts} alerts → "
+        f"{_incident_count(db)} incidents → {pages} pages[/bold] "
+        f"(a page-on-every-drift policy would have sent {drift_signals:,}); "
+        f"{time.perf_counter() - started:.1f} s")
+    console.print(f"\nAlert history: {db}  (scenario files beside it)\nTry:")
+    console.print(f"  watchkeeper sql --db {db} \"SELECT model_id, kind, subject, severity, "
+                  "status, paged FROM alert_history ORDER BY severity DESC LIMIT 10\"")
+    console.print(f"  watchkeeper sql --db {db} \"SELECT paged_at, model_id, kind, subject, "
+                  "channel FROM pages ORDER BY paged_at\"")
+    console.print(f"  watchkeeper alerts list --db {db}")
     return 0
 
 
-def _summary(signals: list[Signal]) -> str:
-    groups: dict[tuple[str, str, str, str], list[Signal]] = {}
-    for s in signals:
-        scope = s.slice or s.model_version or ""
-        groups.setdefault((str(s.kind), s.subject, s.statistic, scope), []).append(s)
-    lines = []
-    for (kind, subject, statistic, scope), items in groups.items():
-        where = escape(f" [{scope}]") if scope else ""
-        lines.append(f"{kind} {subject} {statistic}{where}: {items[0].seq}, ×{len(items)}")
-    return "\n".join(lines)
+def _incident_count(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM incidents").fetchone()
+    return int(n)

@@ -18,8 +18,15 @@ from watchkeeper.cli import main
 
 SUMMARY = re.compile(
     r"^(\d+) events: (\d+) accepted, (\d+) duplicates, (\d+) rejected; "
-    r"(\d+) signals in [0-9.]+ s \((\d+|None) events/s\)$"
+    r"(\d+) signals -> (\d+) alerts -> (\d+) incidents -> (\d+) pages "
+    r"in [0-9.]+ s \((\d+|None) events/s\); history in \S+$"
 )
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replays write their default SQLite history to the working folder: keep it in tmp."""
+    monkeypatch.chdir(tmp_path)
 
 
 def scenario_files(tmp_path: Path, name: str = "stationary", predictions: int = 1000) -> Any:
@@ -148,10 +155,13 @@ def test_replay_report_and_signals(tmp_path: Path, capsys: pytest.CaptureFixture
     assert all(s["model_id"] == "car_loan" for s in written)
     assert [s["seq"] for s in written] == sorted(s["seq"] for s in written)
     assert "rejects_file" not in body
-    first = out.splitlines()[0]
-    m = SUMMARY.match(first)
+    summaries = [line for line in out.splitlines() if SUMMARY.match(line)]
+    assert len(summaries) == 1
+    m = SUMMARY.match(summaries[0])
     assert m is not None and m.group(5) == str(len(written))
-    assert f"{len(written)} signals" in out  # the table's title
+    pages = [line for line in out.splitlines() if line.startswith("PAGE (dry run) #ml-oncall")]
+    assert len(pages) == body["pages"] == int(m.group(8))
+    assert body["incidents"] == int(m.group(7)) and f"{body['incidents']} incidents" in out
 
 
 def test_replay_mixed_good_and_bad_lines(
@@ -376,6 +386,7 @@ def test_console_script(tmp_path: Path) -> None:
         text=True,
         timeout=120,
         check=False,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
@@ -387,6 +398,7 @@ def test_console_script(tmp_path: Path) -> None:
         text=True,
         timeout=120,
         check=False,
+        cwd=tmp_path,
     )
     assert failed.returncode == 2
     assert failed.stdout == ""
