@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up and run the whole check: lint (ruff), types (mypy), then every test (pytest,
-# doctests included). Exits non-zero on any failure, and when pytest collected no test.
+# Set up and run the whole check: lint (ruff), types (mypy), then every test (pytest:
+# unit, doctest, scenario and integration tests). Starts PostgreSQL (scripts/postgres.sh)
+# when DATABASE_URL is not set, and stops what it started. Exits non-zero on any failure,
+# and when pytest collected no test. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -8,13 +10,29 @@ bash scripts/setup.sh || exit 1
 echo "== ruff"
 .venv/bin/ruff check . || exit 1
 echo "== mypy"
-.venv/bin/mypy stream watchkeeper bench tests || exit 1
+.venv/bin/mypy stream alerts watchkeeper migrations bench tests || exit 1
+
+started=()
+cleanup() {
+  for service in "${started[@]}"; do
+    bash "scripts/$service.sh" stop || echo "could not stop $service" >&2
+  done
+}
+trap cleanup EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "== starting PostgreSQL"
+  DATABASE_URL=$(bash scripts/postgres.sh start) || { echo "PostgreSQL did not start" >&2; exit 1; }
+  started+=(postgres)
+fi
+export DATABASE_URL
+export WATCHKEEPER_REQUIRE_SERVICES=1
 
 echo "== pytest"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: failing" >&2
-  exit 1
+  rc=1
 fi
 exit "$rc"

@@ -11,14 +11,22 @@ import migrations
 
 
 def database_url(db: str) -> str:
-    """A SQLAlchemy URL from ``--db``: a URL as is, anything else an SQLite file path.
+    """A SQLAlchemy URL from ``--db``: an SQLite file path, or a URL. PostgreSQL URLs use
+    psycopg2, the project's driver (SQLAlchemy 2.1 would pick psycopg 3 otherwise).
 
     >>> database_url("alerts.db")
     'sqlite:///alerts.db'
     >>> database_url("postgresql://wk@127.0.0.1:5432/wk")
-    'postgresql://wk@127.0.0.1:5432/wk'
+    'postgresql+psycopg2://wk@127.0.0.1:5432/wk'
+    >>> database_url("postgres://wk@db/wk")
+    'postgresql+psycopg2://wk@db/wk'
     """
-    return db if "://" in db else f"sqlite:///{db}"
+    if "://" not in db:
+        return f"sqlite:///{db}"
+    scheme, rest = db.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg2://{rest}"
+    return db
 
 
 def alembic_config(url: str) -> AlembicConfig:

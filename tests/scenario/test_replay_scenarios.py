@@ -16,12 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.core import Core
-from stream.reference import load_profiles
-from stream.runner import replay
-from stream.scenarios import SCENARIOS, generate, write_scenario
-from stream.signals import Kind, Signal
-from watchkeeper.config import load_config
+from stream.scenarios import SCENARIOS, generate
+from stream.signals import Kind
+from tests.scenario.conftest import Run, run_scenario
 
 Group = tuple[str, str, str]  # kind, subject, statistic
 
@@ -74,40 +71,6 @@ PINNED: dict[str, Pinned] = {
     # one metric event per 20 predictions; the rolling window holds 400 of them
     "business_metric_drop": Pinned({("business_metric", "subscribed", "mean"): 12_000}),
 }
-
-
-@dataclass
-class Run:
-    onset: int | None
-    events: int
-    signals: list[Signal]
-    expected: list[tuple[str, str, str | None]]
-
-    def first(self) -> dict[Group, int]:
-        out: dict[Group, int] = {}
-        for s in self.signals:
-            out.setdefault((str(s.kind), s.subject, s.statistic), s.seq)
-        return out
-
-
-def _run(tmp: Path, name: str, predictions: int) -> Run:
-    scenario = generate(name, predictions=predictions, seed=7)
-    files = write_scenario(scenario, tmp / f"{name}.jsonl")
-    config = load_config(files.config)
-    core = Core(config, load_profiles(config))
-    signals: list[Signal] = []
-    report = replay(files.events, core, on_signal=signals.append)
-    assert report.rejected == {}
-    assert report.accepted == len(scenario.events)
-    onset = scenario.incidents[0].onset_index if scenario.incidents else None
-    expected = [(e.kind, e.subject, e.slice) for i in scenario.incidents for e in i.expect]
-    return Run(onset, len(scenario.events), signals, expected)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    tmp = tmp_path_factory.mktemp("scenarios")
-    return {name: _run(tmp, name, 40_000) for name in SCENARIOS}
 
 
 def test_every_scenario_is_pinned() -> None:
@@ -186,7 +149,7 @@ def test_per_group_signals_repeat_at_each_window_while_the_condition_holds(
 
 @pytest.mark.slow
 def test_stationary_20_features_200k_events_raises_no_signal(tmp_path: Path) -> None:
-    run = _run(tmp_path, "stationary", 122_000)
+    run = run_scenario(tmp_path, "stationary", 122_000)
     assert run.events >= 200_000
     features = generate("stationary", predictions=1_000).reference[0]["features"]
     assert isinstance(features, dict) and len(features) == 20

@@ -1,0 +1,117 @@
+"""The alert store on a real PostgreSQL server: migrations, CONTRACT views via psql,
+idempotent re-processing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from alerts.store.schema import database_url, downgrade, upgrade
+from stream.scenarios import generate, write_scenario
+from watchkeeper.cli import main
+
+ALERT_HISTORY = ["alert_id", "fingerprint", "model_id", "kind", "subject", "severity", "status",
+                 "first_seen", "last_seen", "occurrences", "paged", "acknowledged_at",
+                 "acknowledged_by", "resolved_at", "summary"]
+PAGES = ["page_id", "alert_id", "model_id", "kind", "subject", "paged_at", "channel",
+         "escalation_level", "delivered"]
+TABLES = {"acknowledgements", "alerts", "feedback", "incidents", "occurrences", "outbox",
+          "page_log", "pipeline_state", "rejected_events", "silences", "statistic_snapshots"}
+
+
+def psql(url: str, sql: str) -> list[list[str]]:
+    """Rows from plain psql (unaligned, tuples only)."""
+    done = subprocess.run(["psql", url, "-X", "-v", "ON_ERROR_STOP=1", "-tA", "-F", "\t",
+                           "-c", sql], capture_output=True, text=True, timeout=60, check=True)
+    return [line.split("\t") for line in done.stdout.splitlines() if line]
+
+
+def relations(url: str) -> tuple[set[str], set[str]]:
+    tables = {r[0] for r in psql(url, "SELECT table_name FROM information_schema.tables "
+                                      "WHERE table_schema = 'public' "
+                                      "AND table_type = 'BASE TABLE'")}
+    views = {r[0] for r in psql(url, "SELECT table_name FROM information_schema.views "
+                                     "WHERE table_schema = 'public'")}
+    return tables, views
+
+
+def columns(url: str, view: str) -> list[str]:
+    return [r[0] for r in psql(url, "SELECT column_name FROM information_schema.columns "
+                                    f"WHERE table_name = '{view}' ORDER BY ordinal_position")]
+
+
+def test_migrations_go_up_and_down_and_up_again(pg_db: str) -> None:
+    url = database_url(pg_db)
+    upgrade(url)
+    tables, views = relations(pg_db)
+    assert tables == TABLES | {"alembic_version"}
+    assert views == {"alert_history", "pages"}
+    assert columns(pg_db, "alert_history")[:len(ALERT_HISTORY)] == ALERT_HISTORY
+    assert columns(pg_db, "pages")[:len(PAGES)] == PAGES
+    downgrade(url)
+    tables, views = relations(pg_db)
+    assert tables == {"alembic_version"} and views == set()
+    upgrade(url)
+    assert relations(pg_db)[1] == {"alert_history", "pages"}
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    files = write_scenario(generate("broken_pipeline", predictions=8_000, seed=7),
+                           tmp_path_factory.mktemp("pg") / "broken.jsonl")
+    return files.events, files.config
+
+
+def counts(url: str) -> dict[str, int]:
+    engine = create_engine(database_url(url))
+    with engine.connect() as conn:
+        out = {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+               for t in ("alerts", "occurrences", "incidents", "page_log", "outbox",
+                         "statistic_snapshots")}
+    engine.dispose()
+    return out
+
+
+def test_replay_into_postgres_then_psql_reads_the_views(
+    pg_db: str, broken: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    events, config = broken
+    assert main(["replay", str(events), "--config", str(config), "--db", pg_db, "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "1 pages" in out
+    pages = psql(pg_db, "SELECT model_id, kind, subject, channel, escalation_level, delivered "
+                        "FROM pages")
+    assert pages == [["car_loan", "performance", "accuracy", "#ml-oncall", "0", "f"]]
+    history = psql(pg_db, "SELECT kind, subject, status FROM alert_history ORDER BY first_seen")
+    assert len(history) == counts(pg_db)["alerts"] >= 5
+    assert {row[2] for row in history} <= {"open", "acknowledged", "resolved", "silenced"}
+    kinds = {row[0] for row in history}
+    assert {"performance", "data_quality", "drift", "prediction_drift"} <= kinds
+    paged = psql(pg_db, "SELECT count(*) FROM alert_history WHERE paged")
+    assert int(paged[0][0]) >= 1
+
+
+def test_reprocessing_the_same_events_adds_nothing(
+    pg_db: str, broken: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    events, config = broken
+    assert main(["replay", str(events), "--config", str(config), "--db", pg_db, "-q"]) == 0
+    first = counts(pg_db)
+    assert first["page_log"] == 1 and first["alerts"] > 0
+    assert main(["replay", str(events), "--config", str(config), "--db", pg_db, "-q"]) == 0
+    assert counts(pg_db) == first
+
+
+def test_db_command_migrates_postgres(pg_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade", "--db", pg_db]) == 0
+    assert relations(pg_db)[1] == {"alert_history", "pages"}
+    assert main(["db", "downgrade", "--db", pg_db]) == 0
+    assert relations(pg_db) == ({"alembic_version"}, set())
+    out = capsys.readouterr().out
+    assert "upgrade to head done" in out and "downgrade to base done" in out
