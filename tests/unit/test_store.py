@@ -1,0 +1,610 @@
+"""The SQL alert store (``alerts.store.sql.SqlStore``) on SQLite files in ``tmp_path``.
+
+Pins the migrations, the CONTRACT §4 views read with plain ``sqlite3``, the outbox, the
+idempotency of every write, how ``load_triage`` resumes, rejected events, and one
+end-to-end replay of a seeded scenario through :class:`watchkeeper.pipeline.Pipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from alerts.model import Route, Silence, Status
+from alerts.pipeline import Changes, Triage
+from alerts.store import schema
+from alerts.store.sql import SqlStore
+from alerts.store.tables import FeedbackRow, SilenceRow
+from stream.events import Reason, Reject
+from stream.runner import replay
+from stream.scenarios import generate, write_scenario
+from stream.signals import Kind, Signal, Window
+from watchkeeper.config import SilenceSpec, TriagePolicy, load_config
+from watchkeeper.pipeline import Pipeline
+
+T0 = 1_551_398_400.0  # 2019-03-01T00:00:00Z
+HOUR = 3600.0
+POLICY = TriagePolicy()
+RESOLVE = POLICY.resolve_after_seconds
+
+ALERT_HISTORY = [
+    "alert_id",
+    "fingerprint",
+    "model_id",
+    "kind",
+    "subject",
+    "severity",
+    "status",
+    "first_seen",
+    "last_seen",
+    "occurrences",
+    "paged",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "summary",
+]
+PAGES = [
+    "page_id",
+    "alert_id",
+    "model_id",
+    "kind",
+    "subject",
+    "paged_at",
+    "channel",
+    "escalation_level",
+    "delivered",
+]
+TABLES = [
+    "incidents",
+    "alerts",
+    "occurrences",
+    "statistic_snapshots",
+    "page_log",
+    "outbox",
+    "pipeline_state",
+    "rejected_events",
+]
+STATUSES = {"open", "acknowledged", "resolved", "silenced"}
+
+
+def sig(
+    kind: str,
+    subject: str,
+    seq: int,
+    *,
+    model_id: str = "m",
+    statistic: str = "psi",
+    value: float = 0.4,
+    evidence: dict[str, Any] | None = None,
+    ts: float | None = None,
+    model_version: str | None = None,
+) -> Signal:
+    when = T0 + seq if ts is None else ts
+    return Signal(
+        model_id,
+        Kind(kind),
+        subject,
+        statistic,
+        value,
+        0.2,
+        Window(max(seq - 99, 0), seq, when - 99, when, 100),
+        dict(evidence or {}),
+        when,
+        seq,
+        model_version,
+    )
+
+
+def perf(seq: int, **kw: Any) -> Signal:
+    return sig(
+        "performance",
+        "accuracy",
+        seq,
+        statistic="accuracy",
+        value=0.8,
+        evidence={"drop": 0.04, "max_drop": 0.02},
+        **kw,
+    )
+
+
+def utc_text(ts: float) -> str:
+    """How SQLite keeps an aware UTC datetime (the UTC wall time)."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def query(db: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
+    with closing(sqlite3.connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql, args).fetchall()]
+
+
+def columns(db: Path, name: str) -> list[str]:
+    with closing(sqlite3.connect(db)) as conn:
+        cur = conn.execute(f"SELECT * FROM {name} LIMIT 0")
+        return [d[0] for d in cur.description]
+
+
+def objects(db: Path) -> set[tuple[str, str]]:
+    rows = query(db, "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+    return {(r["type"], r["name"]) for r in rows}
+
+
+def counts(db: Path) -> dict[str, int]:
+    return {t: int(query(db, f"SELECT count(*) AS n FROM {t}")[0]["n"]) for t in TABLES}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "alerts.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SqlStore]:
+    s = SqlStore(str(db))
+    yield s
+    s.close()
+
+
+def mixed_changes() -> tuple[Triage, Changes]:
+    """Model m: a paging performance alert and a silenced drift; model m2: two alerts that
+    auto-resolve (their incident never paged)."""
+    t = Triage(POLICY, silences=[Silence("s1", ends_at=T0 + 10 * HOUR, model_id="m", kind="drift")])
+    c = t.process(
+        [
+            perf(10),
+            sig("drift", "car_value", 11),
+            sig(
+                "data_quality",
+                "car_value",
+                12,
+                model_id="m2",
+                statistic="out_of_range_rate",
+                value=0.1,
+            ),
+            sig("drift", "car_value", 13, model_id="m2"),
+            perf(14),
+        ]
+    )
+    c.merge(t.advance({"m2": T0 + 13 + RESOLVE + 1}))
+    return t, c
+
+
+# -- migrations and views ------------------------------------------------------------------
+
+
+def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
+    url = schema.database_url(str(db))
+    schema.upgrade(url)
+    created = objects(db)
+    assert {("view", "alert_history"), ("view", "pages")} <= created
+    assert {
+        ("table", t)
+        for t in [*TABLES, "silences", "feedback", "acknowledgements", "alembic_version"]
+    } <= created
+    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0001"}]
+    schema.downgrade(url)
+    assert objects(db) <= {("table", "alembic_version")}
+    assert query(db, "SELECT * FROM alembic_version") == []
+    schema.upgrade(url)
+    assert objects(db) == created
+    assert query(db, "SELECT count(*) AS n FROM alert_history") == [{"n": 0}]
+
+
+def test_sqlstore_migrates_and_is_reopenable(db: Path) -> None:
+    SqlStore(str(db)).close()
+    SqlStore(str(db)).close()  # already at head: nothing to do
+    assert {("view", "alert_history"), ("view", "pages")} <= objects(db)
+
+
+@pytest.mark.parametrize(("view", "expected"), [("alert_history", ALERT_HISTORY), ("pages", PAGES)])
+def test_views_start_with_the_contract_columns(
+    store: SqlStore, db: Path, view: str, expected: list[str]
+) -> None:
+    assert columns(db, view)[: len(expected)] == expected
+
+
+# -- apply and the views -------------------------------------------------------------------
+
+
+def test_apply_dry_run_rows_in_the_views(store: SqlStore, db: Path) -> None:
+    t, c = mixed_changes()
+    page = c.pages[0]
+    store.apply(c, dry_run=True)
+    history = {
+        (r["model_id"], r["kind"], r["subject"]): r
+        for r in query(db, "SELECT * FROM alert_history")
+    }
+    assert len(history) == 4
+    assert {k: r["status"] for k, r in history.items()} == {
+        ("m", "performance", "accuracy"): "open",
+        ("m", "drift", "car_value"): "silenced",
+        ("m2", "data_quality", "car_value"): "resolved",
+        ("m2", "drift", "car_value"): "resolved",
+    }
+    assert {r["status"] for r in history.values()} <= STATUSES
+    p = history[("m", "performance", "accuracy")]
+    a = t.alerts[p["alert_id"]]
+    assert {k: p[k] for k in ALERT_HISTORY} == {
+        "alert_id": a.alert_id,
+        "fingerprint": a.fingerprint,
+        "model_id": "m",
+        "kind": "performance",
+        "subject": "accuracy",
+        "severity": 0.8,
+        "status": "open",
+        "first_seen": utc_text(T0 + 10),
+        "last_seen": utc_text(T0 + 14),
+        "occurrences": 2,
+        "paged": 1,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "resolved_at": None,
+        "summary": a.summary,
+    }
+    assert p["summary"] == "m: performance on accuracy: accuracy 0.8 (threshold 0.2)"
+    assert p["first_seen"] == "2019-03-01 00:00:10.000000"
+    gone = history[("m2", "drift", "car_value")]
+    assert gone["resolved_at"] == utc_text(T0 + 13 + RESOLVE)
+    assert gone["paged"] == 0
+    assert history[("m", "drift", "car_value")]["paged"] == 0
+
+    pages = query(db, "SELECT * FROM pages")
+    assert [{k: r[k] for k in PAGES} for r in pages] == [
+        {
+            "page_id": page.page_id,
+            "alert_id": a.alert_id,
+            "model_id": "m",
+            "kind": "performance",
+            "subject": "accuracy",
+            "paged_at": utc_text(T0 + 10),
+            "channel": "#ml-oncall",
+            "escalation_level": 0,
+            "delivered": 0,
+        }
+    ]
+    assert pages[0]["dry_run"] == 1
+    assert query(db, "SELECT count(*) AS n FROM outbox") == [{"n": 0}]
+    assert counts(db)["occurrences"] == counts(db)["statistic_snapshots"] == 5
+
+
+def test_apply_queues_one_outbox_message_per_page_and_a_resolve(store: SqlStore, db: Path) -> None:
+    t, c = mixed_changes()
+    store.apply(c, dry_run=False)
+    page = c.pages[0]
+    outbox = query(db, "SELECT * FROM outbox")
+    assert [
+        (r["message_id"], r["kind"], r["page_id"], r["incident_id"], r["sent_at"], r["attempts"])
+        for r in outbox
+    ] == [(page.page_id, "page", page.page_id, page.incident_id, None, 0)]
+    payload = json.loads(outbox[0]["payload"])
+    assert (payload["page_id"], payload["kind"], payload["subject"]) == (
+        page.page_id,
+        "performance",
+        "accuracy",
+    )
+    assert query(db, "SELECT dry_run FROM page_log") == [{"dry_run": 0}]
+    # the unpaged incident of m2 resolved in the same changes: no resolve message for it
+    assert len(c.resolved_incidents) == 1
+    assert c.resolved_incidents[0] != page.incident_id
+
+    done = t.advance({"m": T0 + 14 + RESOLVE + 1})
+    assert done.resolved_incidents == [page.incident_id]
+    store.apply(done, dry_run=False)
+    outbox = query(db, "SELECT kind, page_id, incident_id FROM outbox ORDER BY kind")
+    assert outbox == [
+        {"kind": "page", "page_id": page.page_id, "incident_id": page.incident_id},
+        {"kind": "resolve", "page_id": None, "incident_id": page.incident_id},
+    ]
+    statuses = {r["status"] for r in query(db, "SELECT status FROM alert_history")}
+    assert statuses == {"resolved"}
+    assert query(db, "SELECT status FROM incidents") == [{"status": "resolved"}] * 2
+
+
+def test_dry_run_resolve_queues_nothing(store: SqlStore, db: Path) -> None:
+    t, c = mixed_changes()
+    store.apply(c, dry_run=True)
+    store.apply(t.advance({"m": T0 + 14 + RESOLVE + 1}), dry_run=True)
+    assert counts(db)["outbox"] == 0
+    assert counts(db)["page_log"] == 1
+
+
+def test_applying_the_same_changes_twice_adds_nothing(store: SqlStore, db: Path) -> None:
+    _, c = mixed_changes()
+    store.apply(c, dry_run=False)
+    once = counts(db)
+    history = query(db, "SELECT * FROM alert_history ORDER BY alert_id")
+    store.apply(c, dry_run=False)
+    assert counts(db) == once
+    assert query(db, "SELECT * FROM alert_history ORDER BY alert_id") == history
+    assert once == {
+        "incidents": 2,
+        "alerts": 4,
+        "occurrences": 5,
+        "statistic_snapshots": 5,
+        "page_log": 1,
+        "outbox": 1,
+        "pipeline_state": 1,
+        "rejected_events": 0,
+    }
+
+
+def test_empty_changes_write_nothing(store: SqlStore, db: Path) -> None:
+    store.apply(Changes(), dry_run=False)
+    assert set(counts(db).values()) == {0}
+
+
+def test_replaying_through_a_loaded_triage_adds_nothing(store: SqlStore, db: Path) -> None:
+    signals = [
+        perf(10),
+        sig("drift", "car_value", 11),
+        perf(12),
+        sig("data_quality", "driver_tenure", 13, statistic="null_rate", value=0.5),
+    ]
+    first = store.load_triage(POLICY)
+    c = first.process(signals)
+    c.merge(first.advance({"m": T0 + 20}))
+    assert len(c.pages) == 1
+    store.apply(c, dry_run=False)
+    once = counts(db)
+    history = query(db, "SELECT * FROM alert_history ORDER BY alert_id")
+
+    again = store.load_triage(POLICY)
+    c2 = again.process(signals)
+    c2.merge(again.advance({"m": T0 + 20}))
+    assert not c2 and c2.pages == [] and c2.occurrences == []
+    store.apply(c2, dry_run=False)
+    assert counts(db) == once
+    assert query(db, "SELECT * FROM alert_history ORDER BY alert_id") == history
+
+
+# -- load_triage ---------------------------------------------------------------------------
+
+
+def test_load_triage_resumes_alerts_incidents_and_clocks(store: SqlStore, db: Path) -> None:
+    t, c = mixed_changes()
+    store.apply(c, dry_run=True)
+    loaded = store.load_triage(POLICY)
+    assert set(loaded.alerts) == set(t.alerts)
+    for alert_id, a in t.alerts.items():
+        b = loaded.alerts[alert_id]
+        assert replace(b, factors=()) == replace(a, factors=())
+        assert [(f.name, f.note) for f in b.factors] == [(f.name, f.note) for f in a.factors]
+        assert [f.value for f in b.factors] == pytest.approx([f.value for f in a.factors])
+    # only incidents that are not resolved
+    open_incidents = {i for i, inc in t.incidents.items() if inc.status is not Status.RESOLVED}
+    assert set(loaded.incidents) == open_incidents and len(open_incidents) == 1
+    for incident_id in open_incidents:
+        assert replace(loaded.incidents[incident_id], factors=()) == replace(
+            t.incidents[incident_id], factors=()
+        )
+    assert loaded.clocks == t.clocks == {"m": T0 + 14, "m2": T0 + 13 + RESOLVE + 1}
+    state = query(db, "SELECT key, value FROM pipeline_state")
+    assert [(r["key"], json.loads(r["value"])) for r in state] == [("triage_clocks", t.clocks)]
+    store.apply(Changes(clocks={"m": T0, "m3": T0}), dry_run=True)  # a clock never goes back
+    assert store.load_triage(POLICY).clocks == {**t.clocks, "m3": T0}
+
+    # it carries on where the first one stopped: no second page for the paged incident
+    more = loaded.process([perf(20)])
+    a = next(a for a in loaded.alerts.values() if a.kind == "performance")
+    assert (a.occurrences, a.last_seq, more.pages) == (3, 20, [])
+    # the clock of m2 was kept: advancing it to where it was does nothing
+    assert not loaded.advance({"m2": T0 + 13 + RESOLVE + 1})
+    done = loaded.advance({"m": T0 + 20 + RESOLVE + 1})
+    assert done.resolved_incidents == list(open_incidents)
+
+
+def test_load_triage_keeps_the_latest_alert_per_fingerprint(store: SqlStore) -> None:
+    t = store.load_triage(POLICY)
+    c = t.process([perf(10)])
+    c.merge(t.advance({"m": T0 + 10 + RESOLVE + 1}))
+    c.merge(t.process([perf(50_000, ts=T0 + 5 * HOUR)]))
+    store.apply(c, dry_run=True)
+    loaded = store.load_triage(POLICY)
+    latest = max(t.alerts.values(), key=lambda a: a.first_seq)
+    assert latest.flaps == 1
+    fp = latest.fingerprint
+    assert loaded.latest[fp] == latest.alert_id
+    assert loaded.alerts[latest.alert_id].status is Status.OPEN
+    assert loaded.alerts[latest.alert_id].flaps == 1
+
+
+def test_load_triage_counts_not_actionable_feedback(store: SqlStore, db: Path) -> None:
+    t = store.load_triage(POLICY)
+    c = t.process([perf(10)])
+    c.merge(t.advance({"m": T0 + 10 + RESOLVE + 1}))
+    store.apply(c, dry_run=True)
+    alert_id = only_id(c.alerts)
+    at = datetime.fromtimestamp(T0 + 3 * HOUR, tz=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(FeedbackRow),
+            [
+                {
+                    "alert_id": alert_id,
+                    "model_id": "m",
+                    "kind": "performance",
+                    "subject": "accuracy",
+                    "verdict": verdict,
+                    "actor": "U1",
+                    "at": at,
+                    "note": "",
+                }
+                for verdict in ("not_actionable", "not_actionable", "actionable")
+            ],
+        )
+    loaded = store.load_triage(POLICY)
+    assert loaded.feedback == Counter({("m", "performance", "accuracy"): 2})
+    later = loaded.process([perf(90_000, ts=T0 + 20 * HOUR)])
+    a = only_value(later.alerts)
+    assert (a.severity, a.route, later.pages) == (0.1875, Route.LOG, [])
+    assert a.factors[-1].name == "feedback"
+    assert a.factors[-1].note == "marked not actionable 2 time(s)"
+
+
+def test_load_triage_takes_silences_from_the_table_and_the_config(store: SqlStore) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(SilenceRow).values(
+                silence_id="s-table",
+                model_id="m",
+                kind="drift",
+                subject="car_*",
+                starts_at=datetime.fromtimestamp(T0, tz=UTC),
+                ends_at=datetime.fromtimestamp(T0 + HOUR, tz=UTC),
+                created_by="alice",
+                comment="known shift",
+            )
+        )
+    ends = datetime(2019, 3, 2, tzinfo=UTC)
+    policy = TriagePolicy(
+        silences=[SilenceSpec(ends_at=ends, model_id="m", kind="performance", comment="deploy")]
+    )
+    loaded = store.load_triage(policy)
+    by_creator = {s.created_by: s for s in loaded.silences}
+    assert set(by_creator) == {"alice", "config"}
+    assert by_creator["alice"] == Silence(
+        silence_id="s-table",
+        ends_at=T0 + HOUR,
+        model_id="m",
+        kind="drift",
+        subject="car_*",
+        starts_at=T0,
+        created_by="alice",
+        comment="known shift",
+    )
+    config = by_creator["config"]
+    assert (
+        config.model_id,
+        config.kind,
+        config.subject,
+        config.ends_at,
+        config.starts_at,
+        config.comment,
+    ) == ("m", "performance", None, ends.timestamp(), 0.0, "deploy")
+    assert store.load_triage(policy).silences == loaded.silences  # stable ids
+
+    c = loaded.process([sig("drift", "car_value", 10), perf(11), sig("drift", "driver_age", 12)])
+    by_kind = {(a.kind, a.subject): a for a in c.alerts.values()}
+    assert by_kind[("drift", "car_value")].silenced_by == "s-table"
+    assert by_kind[("performance", "accuracy")].silenced_by == config.silence_id
+    assert by_kind[("drift", "driver_age")].silenced_by is None
+    assert c.pages == []
+
+
+def only_id(alerts: dict[str, Any]) -> str:
+    assert len(alerts) == 1
+    return next(iter(alerts))
+
+
+def only_value(alerts: dict[str, Any]) -> Any:
+    return alerts[only_id(alerts)]
+
+
+# -- rejected events -----------------------------------------------------------------------
+
+
+def test_record_rejects_is_idempotent_and_keeps_raw_bytes(store: SqlStore, db: Path) -> None:
+    bad = Reject(Reason.INVALID_UTF8, "invalid UTF-8 at byte 0", b'\xff\xfe{"a": 1}\x00')
+    big = Reject(Reason.OVERSIZE, "70000 bytes", b"x" * 70_000, index=2)
+    store.record_rejects("events.jsonl", [(3, bad), (7, big)])
+    store.record_rejects("events.jsonl", [(3, bad), (7, big)])
+    store.record_rejects("events.jsonl", [])
+    store.record_rejects("other.jsonl", [(3, bad)])
+    rows = query(
+        db, "SELECT source, seq, reason, detail, raw FROM rejected_events ORDER BY source, seq"
+    )
+    assert rows == [
+        {
+            "source": "events.jsonl",
+            "seq": 3,
+            "reason": "invalid_utf8",
+            "detail": "invalid UTF-8 at byte 0",
+            "raw": b'\xff\xfe{"a": 1}\x00',
+        },
+        {
+            "source": "events.jsonl",
+            "seq": 7,
+            "reason": "oversize",
+            "detail": "70000 bytes",
+            "raw": b"x" * 70_000,
+        },
+        {
+            "source": "other.jsonl",
+            "seq": 3,
+            "reason": "invalid_utf8",
+            "detail": "invalid UTF-8 at byte 0",
+            "raw": b'\xff\xfe{"a": 1}\x00',
+        },
+    ]
+
+
+# -- end to end ----------------------------------------------------------------------------
+
+
+def test_broken_pipeline_end_to_end_pages_once_and_replays_idempotently(
+    tmp_path: Path, db: Path
+) -> None:
+    scenario = generate("broken_pipeline", predictions=5_000)
+    files = write_scenario(scenario, tmp_path / "broken.jsonl")
+    config = load_config(files.config)
+
+    store = SqlStore(str(db))
+    try:
+        pipeline = Pipeline(config, store, source=str(files.events), dry_run=False)
+        report = replay(files.events, pipeline.core, process=pipeline.feed)
+    finally:
+        store.close()
+    assert report.rejected == Counter()
+    page = pipeline.totals.pages[0]
+    assert len(pipeline.totals.pages) == 1
+    assert (page.model_id, page.kind, page.subject) == ("car_loan", "performance", "accuracy")
+    assert page.seq >= scenario.incidents[0].onset_index
+    assert len(pipeline.totals.incidents) == 1
+
+    pages = query(db, "SELECT * FROM pages")
+    assert [(r["page_id"], r["kind"], r["subject"], r["delivered"]) for r in pages] == [
+        (page.page_id, "performance", "accuracy", 0)
+    ]
+    assert query(db, "SELECT kind, page_id FROM outbox") == [
+        {"kind": "page", "page_id": page.page_id}
+    ]
+    history = query(db, "SELECT * FROM alert_history")
+    assert {(r["kind"], r["subject"]) for r in history} == {
+        ("performance", "accuracy"),
+        ("data_quality", "car_value"),
+        ("data_quality", "driver_tenure"),
+        ("drift", "car_value"),
+        ("prediction_drift", "prediction"),
+        ("prediction_drift", "score"),
+    }
+    assert {r["status"] for r in history} <= STATUSES
+    assert len({r["incident_id"] for r in history}) == 1
+    routes = {(r["kind"], r["subject"]): r["route"] for r in history}
+    assert routes[("drift", "car_value")] == "log"  # inhibited by the corrupted car_value
+    assert routes[("data_quality", "driver_tenure")] == "page"
+    assert routes[("data_quality", "car_value")] == "page"
+    once = counts(db)
+    assert once["page_log"] == 1 and once["outbox"] == 1
+    assert once["occurrences"] == sum(pipeline.totals.signals.values())
+
+    again_store = SqlStore(str(db))
+    try:
+        again = Pipeline(config, again_store, source=str(files.events), dry_run=False)
+        replay(files.events, again.core, process=again.feed)
+    finally:
+        again_store.close()
+    assert again.totals.pages == [] and again.totals.alerts == set()
+    assert again.totals.incidents == set()
+    assert counts(db) == once
+    assert query(db, "SELECT * FROM alert_history") == history
