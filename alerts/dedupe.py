@@ -9,11 +9,6 @@ from alerts.model import Alert, Status
 from stream.signals import Signal
 
 
-def is_repeat(previous: Alert | None, signal: Signal) -> bool:
-    """True when this signal was already processed (redelivery or a replay of the same file)."""
-    return previous is not None and signal.seq <= previous.last_seq
-
-
 def dedupe(previous: Alert | None, fp: str, signal: Signal, flap_window: float,
            flap_threshold: int) -> Alert:
     """The alert this signal belongs to, updated with it."""

@@ -100,13 +100,19 @@ def route_for(severity: float, policy: TriagePolicy) -> Route:
     return Route.LOG
 
 
+def is_muted(alert: Alert) -> bool:
+    """Silenced, inhibited or flapping: kept in history, never paged."""
+    return alert.silenced_by is not None or alert.inhibited_by is not None or alert.flapping
+
+
 def score_incident(incident: Incident, alerts: list[Alert],
                    policy: TriagePolicy) -> tuple[float, tuple[Factor, ...], Alert | None]:
-    """An incident scores as its worst live alert, plus a little for breadth."""
-    live = [a for a in alerts if a.silenced_by is None and a.inhibited_by is None
-            and not a.flapping]
+    """An incident scores as its worst live (active, not muted) alert, plus a little for
+    breadth."""
+    live = [a for a in alerts if a.active and not is_muted(a)]
     if not live:
-        return 0.0, (Factor("muted", 0.0, "every alert is silenced, inhibited or flapping"),), None
+        return 0.0, (Factor("muted", 0.0, "no active alert that is not silenced, inhibited "
+                                          "or flapping"),), None
     lead = max(live, key=lambda a: (a.severity, -a.first_seq))
     reasons = "; ".join(f.note for f in lead.factors)
     factors = [Factor("lead", lead.severity, f"worst alert ({lead.kind} on {lead.scope}): "
