@@ -22,7 +22,7 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -106,6 +106,7 @@ class Reject:
     detail: str
     raw: bytes
     index: int | None = None  # position inside a batch message, None for a single event
+    message: int | None = None  # position of its message in the batch given to decode_many
 
 
 class DedupeSet:
@@ -239,7 +240,7 @@ class EventDecoder:
         models = self.models
         limit = self.max_event_bytes
         seq = start
-        for message in messages:
+        for position, message in enumerate(messages):
             if message[:1] == b"{" and len(message) <= limit:
                 try:
                     if not message.isascii():
@@ -270,7 +271,7 @@ class EventDecoder:
             for pos in range(len(evs) + len(rejects)):
                 reject = at.get(pos)
                 if reject is not None:
-                    rejected.append((seq, reject))
+                    rejected.append((seq, replace(reject, message=position)))
                 else:
                     events.append(next(it))
                     seqs.append(seq)

@@ -24,6 +24,7 @@ from alerts.store.sql import SqlStore
 from stream.events import Reject
 from stream.runner import ReplayReport, replay
 from stream.signals import Signal, iso
+from stream.topics import Topics
 from watchkeeper.config import load_config
 from watchkeeper.errors import ConfigError, InputError, RetryableError
 from watchkeeper.pipeline import Pipeline
@@ -289,11 +290,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.scenario not in SCENARIOS:
         return _fail(f"unknown scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}")
+    if args.out is None and args.bootstrap is None:
+        return _fail("give --out FILE, --bootstrap HOST:PORT, or both")
     try:
         scenario = generate(args.scenario, predictions=args.predictions, seed=args.seed)
-        files = write_scenario(scenario, args.out)
     except ValueError as exc:
         return _fail(str(exc))
+    if args.bootstrap is not None:
+        code = _produce(scenario.events, args)
+        if code != EXIT_OK or args.out is None:
+            return code
+    try:
+        files = write_scenario(scenario, args.out)
     except OSError as exc:
         return _fail(f"cannot write {args.out}: {exc.strerror or exc}")
     print(f"{args.scenario}: {len(scenario.events)} events -> {files.events}")
@@ -301,6 +309,57 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for inc in scenario.incidents:
         print(f"  incident {inc.name} at event {inc.onset_index} "
               f"({'actionable' if inc.actionable else 'not actionable'}): {inc.description}")
+    return EXIT_OK
+
+
+def _produce(events: list[dict[str, object]], args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from stream.produce import produce, producer
+
+    try:
+        kafka = producer(args.bootstrap)
+    except KafkaError as exc:
+        print(f"watchkeeper: error: cannot reach Kafka at {args.bootstrap}: {exc}",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    with Progress(TextColumn(f"{args.scenario} → {args.bootstrap}"), BarColumn(),
+                  MofNCompleteColumn(), disable=not sys.stderr.isatty(),
+                  transient=True) as bar:
+        task = bar.add_task("produce", total=len(events))
+        sent = produce(kafka, events, batch_size=args.batch_size, rate=args.rate,
+                       on_sent=lambda n: bar.advance(task, n),
+                       topics=Topics.for_prefix(args.topic_prefix))
+    kafka.close()
+    per = "one" if args.batch_size == 1 else f"up to {args.batch_size}"
+    print(f"{args.scenario}: {sent} events produced to {args.bootstrap} ({per} per message)")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from stream.app import run_worker
+    from stream.live import LiveProcessor
+    from watchkeeper.settings import WorkerSettings
+
+    overrides = {k: v for k, v in (("config", args.config), ("kafka_bootstrap", args.bootstrap),
+                                   ("database_url", args.db)) if v is not None}
+    try:
+        settings = WorkerSettings(**overrides)  # the rest from WATCHKEEPER_* variables
+        config = load_config(settings.config)
+        store = open_store(settings.database_url)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _fail(f"settings: {'.'.join(map(str, first['loc']))}: {first['msg']} "
+                     "(set WATCHKEEPER_CONFIG or pass --config)")
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except RetryableError as exc:
+        print(f"watchkeeper: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    run_worker(settings, LiveProcessor(config, store, app_id=settings.app_id))
     return EXIT_OK
 
 
@@ -360,10 +419,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write a seeded scenario stream with its ground truth")
     s.add_argument("--scenario", required=True, help=f"one of: {', '.join(SCENARIOS)}")
-    s.add_argument("--out", type=Path, required=True, help="events file to write")
+    s.add_argument("--out", type=Path, help="events file to write (with reference, config, truth)")
+    s.add_argument("--bootstrap", help="produce the events to this Kafka (host:port)")
+    s.add_argument("--rate", type=float, default=0.0, help="events/s to Kafka (0: unpaced)")
+    s.add_argument("--batch-size", type=int, default=1,
+                   help="events per Kafka message (a JSON array when > 1)")
+    s.add_argument("--topic-prefix", default="watchkeeper",
+                   help="produce to PREFIX.predictions, .outcomes, .metrics")
     s.add_argument("--predictions", type=int, default=40_000, help="predictions (default 40000)")
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=cmd_simulate)
+
+    w = sub.add_parser("worker", help="the live stream processor on Kafka (Faust)",
+                       description="Settings come from WATCHKEEPER_* environment variables "
+                                   "(see README); these flags override them.")
+    w.add_argument("--config", type=Path, help="configuration (WATCHKEEPER_CONFIG)")
+    w.add_argument("--bootstrap", help="Kafka host:port (WATCHKEEPER_KAFKA_BOOTSTRAP)")
+    w.add_argument("--db", help="alert history database URL (WATCHKEEPER_DATABASE_URL)")
+    w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="the built-in scenarios end to end, no services needed")
     d.add_argument("--workdir", help="where to write the demo's files (default: a temp dir)")

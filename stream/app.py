@@ -1,0 +1,80 @@
+"""The Faust application: topics, the worker's agent, and its lifecycle.
+
+Built by :func:`build_app` from settings (no import-time app). Faust does what it is good
+at: the app, topic declarations, the consumer group and its rebalancing, offset commits.
+The hot path pays Faust's per-message cost once per message and the pipeline's cost per
+batch: the agent takes up to ``batch_max`` messages at a time (``take_events``), and a
+message may itself carry a JSON array of events (CONTRACT §1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import faust
+
+from stream.live import Incoming, LiveProcessor
+from stream.topics import Topics
+from watchkeeper.settings import WorkerSettings
+
+
+def build_app(settings: WorkerSettings, processor: LiveProcessor) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_host="127.0.0.1",
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_linger_ms=5,
+    )
+    names = Topics.for_prefix(settings.topic_prefix)
+    inputs = app.topic(*names.inputs, key_serializer="raw", value_serializer="raw",
+                       partitions=settings.partitions)
+    signals = app.topic(names.signals, key_serializer="raw", value_serializer="raw",
+                        partitions=settings.partitions)
+    deadletter = app.topic(names.deadletter, key_serializer="raw", value_serializer="raw",
+                           partitions=settings.partitions)
+
+    async def monitor(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max,
+                                               within=settings.batch_within):
+            batch = [Incoming(e.message.topic, e.message.partition, e.message.offset,
+                              e.message.key, e.message.value) for e in events]
+            out = processor.process(batch)
+            for msg in out.deadletters:
+                await deadletter.send(key=msg.key, value=msg.value, headers=list(msg.headers))
+            for msg in out.signals:
+                await signals.send(key=msg.key, value=msg.value)
+
+    app.agent(inputs, name="watchkeeper.monitor")(monitor)
+    return app
+
+
+def ensure_topics(settings: WorkerSettings) -> None:
+    """Create the worker's topics (co-partitioned: the same partition count) if missing."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name, settings.partitions, 1)
+                   for name in Topics.for_prefix(settings.topic_prefix).all
+                   if name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                admin.create_topics(missing)
+    finally:
+        admin.close()
+
+
+def run_worker(settings: WorkerSettings, processor: LiveProcessor) -> None:
+    """Run the worker until it is stopped (SIGTERM/SIGINT)."""
+    ensure_topics(settings)
+    app = build_app(settings, processor)
+    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()

@@ -1,0 +1,40 @@
+"""Process settings for the live services, from the environment (``WATCHKEEPER_*``).
+
+Built once in ``main()`` and passed in; nothing reads the environment at import time.
+
+>>> s = WorkerSettings(config="c.yaml", kafka_bootstrap="127.0.0.1:59092")
+>>> s.broker_url
+'kafka://127.0.0.1:59092'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    """``watchkeeper worker``: the live stream processor."""
+
+    model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_", extra="ignore")
+
+    config: Path = Field(description="the YAML configuration (CONTRACT §2)")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092",
+                                 description="Kafka bootstrap servers, host:port[,host:port]")
+    database_url: str = Field(default="sqlite:///watchkeeper.db",
+                              description="alert history database (PostgreSQL in production)")
+    app_id: str = Field(default="watchkeeper", description="consumer group and state prefix")
+    topic_prefix: str = Field(default="watchkeeper",
+                              description="topics are PREFIX.predictions, .outcomes, .metrics, "
+                                          ".signals, .deadletter, .control")
+    partitions: int = Field(default=8, ge=1, description="partitions of every topic it creates")
+    batch_max: int = Field(default=2000, ge=1, description="messages per processing batch")
+    batch_within: float = Field(default=0.2, gt=0, description="seconds to wait for a batch")
+    web_port: int = Field(default=6066, ge=0, description="Faust's web server (0: disabled)")
+    log_level: str = Field(default="WARNING")
+
+    @property
+    def broker_url(self) -> str:
+        return ",".join(f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(","))
