@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the whole check: lint (ruff), types (mypy), then every test (pytest:
 # unit, doctest, scenario and integration tests). Starts PostgreSQL (scripts/postgres.sh)
-# when DATABASE_URL is not set, and stops what it started. Exits non-zero on any failure,
+# when DATABASE_URL is not set and Kafka (scripts/kafka.sh) when KAFKA_BOOTSTRAP is not
+# set, and stops what it started. Exits non-zero on any failure,
 # and when pytest collected no test. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,12 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL=$(bash scripts/postgres.sh start) || { echo "PostgreSQL did not start" >&2; exit 1; }
   started+=(postgres)
 fi
-export DATABASE_URL
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+  echo "== starting Kafka"
+  KAFKA_BOOTSTRAP=$(bash scripts/kafka.sh start) || { echo "Kafka did not start" >&2; exit 1; }
+  started+=(kafka)
+fi
+export DATABASE_URL KAFKA_BOOTSTRAP
 export WATCHKEEPER_REQUIRE_SERVICES=1
 
 echo "== pytest"

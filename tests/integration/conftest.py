@@ -38,6 +38,11 @@ def postgres_url() -> str:
     return _required("DATABASE_URL")
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return _required("KAFKA_BOOTSTRAP")
+
+
 @pytest.fixture
 def pg_db(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the test server; its libpq URL (as psql takes it)."""
