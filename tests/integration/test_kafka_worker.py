@@ -65,14 +65,17 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
         kafka.flush()
         kafka.close()
 
-        def paged() -> bool:
+        def done() -> bool:
+            """The page is out and every bad message has been kept."""
             try:
                 with engine.connect() as conn:
-                    return bool(conn.execute(text("SELECT count(*) FROM pages")).scalar_one())
+                    pages = conn.execute(text("SELECT count(*) FROM pages")).scalar_one()
+                    kept = conn.execute(text("SELECT count(*) FROM rejected_events")).scalar_one()
+                return bool(pages) and kept >= len(BAD)
             except Exception:  # the worker has not created the schema yet
                 return False
 
-        assert _poll(paged, 120), (tmp_path / "worker.log").read_text()[-3000:]
+        assert _poll(done, 120), (tmp_path / "worker.log").read_text()[-3000:]
         with engine.connect() as conn:
             pages = conn.execute(text(
                 "SELECT model_id, kind, subject, escalation_level, delivered FROM pages")).all()
