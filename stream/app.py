@@ -31,6 +31,8 @@ def build_app(settings: WorkerSettings, processor: LiveProcessor) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         producer_linger_ms=5,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     )
     names = Topics.for_prefix(settings.topic_prefix)
     inputs = app.topic(*names.inputs, key_serializer="raw", value_serializer="raw",
@@ -51,6 +53,11 @@ def build_app(settings: WorkerSettings, processor: LiveProcessor) -> faust.App:
             for msg in out.signals:
                 await signals.send(key=msg.key, value=msg.value)
 
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", set())
+        processor.revoke({tp.partition for tp in revoked if tp.topic in names.inputs})
+
+    app.on_partitions_revoked.connect(on_revoked)
     app.agent(inputs, name="watchkeeper.monitor")(monitor)
     return app
 

@@ -242,6 +242,12 @@ class Core:
             out.extend(rt.labels.update(raw_labels, lseq, lts))
         return out
 
+    @property
+    def processed(self) -> int:
+        """Events this core has taken in: accepted, duplicates and rejected."""
+        return (sum(self.accepted.values()) + self.duplicates
+                + sum(self.rejected.values()))
+
     def counters(self) -> dict[str, Any]:
         """Running totals for reports and metrics endpoints."""
         return {

@@ -200,6 +200,15 @@ class EventDecoder:
         self._event = msgspec.json.Decoder(Event)
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for state snapshots): the msgspec decoders are rebuilt on load."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_event", "_batch")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._event = msgspec.json.Decoder(Event)
+        self._batch = msgspec.json.Decoder(list[msgspec.Raw])
+
     def decode(self, message: bytes) -> tuple[list[Event], list[Reject]]:
         """Decode one message: a JSON object or a JSON array of them."""
         events: list[Event] = []

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.model import Incident, Page
 from alerts.pipeline import Triage
-from alerts.store.schema import database_url, downgrade, upgrade
+from alerts.store.schema import current, database_url, downgrade, head, upgrade
 from alerts.store.sql import SqlStore
 from stream.events import Reject
 from stream.runner import ReplayReport, replay
@@ -151,9 +151,18 @@ def run_replay(
     return report, pipeline
 
 
-def open_store(db: str) -> SqlStore:
+def open_store(db: str, *, migrate: bool = True) -> SqlStore:
+    """The store at ``db``; migrated to the latest schema unless ``migrate`` is False, when
+    the schema must already be current (services that run as several processes)."""
     try:
-        return SqlStore(db)
+        if not migrate:
+            url = database_url(db)
+            found, wanted = current(url), head()
+            if found != wanted:
+                raise ConfigError(f"the database {redact(url)} is at schema revision "
+                                  f"{found or 'none'}, not {wanted}: run 'watchkeeper db "
+                                  "upgrade' first")
+        return SqlStore(db, migrate=migrate)
     except (SQLAlchemyError, OSError) as exc:
         raise RetryableError(f"cannot open the database {redact(db)}: "
                              f"{str(exc).splitlines()[0]}") from None
@@ -349,7 +358,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         settings = WorkerSettings(**overrides)  # the rest from WATCHKEEPER_* variables
         config = load_config(settings.config)
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, migrate=False)
     except ValidationError as exc:
         first = exc.errors()[0]
         return _fail(f"settings: {'.'.join(map(str, first['loc']))}: {first['msg']} "

@@ -6,13 +6,15 @@ keeps the counts a report needs. The core and triage are pure; the store is the 
 
 from __future__ import annotations
 
+import pickle
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from alerts.model import Page
 from alerts.pipeline import Changes, Triage
-from alerts.store import Store
+from alerts.store import Checkpoint, Store
 from stream.core import BatchResult, Core
 from stream.reference import load_profiles
 from stream.signals import Signal
@@ -45,15 +47,30 @@ class Pipeline:
         self.on_signal = on_signal
         self.totals = Totals()
 
-    def feed(self, messages: Sequence[bytes]) -> BatchResult:
+    def feed(self, messages: Sequence[bytes],
+             checkpoint: Callable[[bytes], Checkpoint] | None = None) -> BatchResult:
+        """Process a batch. With ``checkpoint``, the monitors' state after it is stored in
+        the same transaction as its alerts (``checkpoint`` turns the state into one)."""
         result = self.core.process(messages)
         changes = self.triage.process(result.signals)
         changes.merge(self.triage.advance(self.core.watermarks))
         self._count(result, changes)
         if self.store is not None:
-            self.store.apply(changes, dry_run=self.dry_run)
             self.store.record_rejects(self.source, result.rejects)
+            self.store.apply(changes, dry_run=self.dry_run,
+                             checkpoint=checkpoint(self.snapshot()) if checkpoint else None)
         return result
+
+    def snapshot(self) -> bytes:
+        """The monitors' whole state (the core), compressed; see :meth:`restore`."""
+        return zlib.compress(pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+    def restore(self, state: bytes) -> None:
+        """Resume the monitors from :meth:`snapshot` (state this deployment wrote itself)."""
+        core = pickle.loads(zlib.decompress(state))
+        if not isinstance(core, Core):
+            raise TypeError("not a monitoring-core checkpoint")
+        self.core = core
 
     def _count(self, result: BatchResult, changes: Changes) -> None:
         t = self.totals

@@ -32,6 +32,9 @@ class WorkerSettings(BaseSettings):
     partitions: int = Field(default=8, ge=1, description="partitions of every topic it creates")
     batch_max: int = Field(default=2000, ge=1, description="messages per processing batch")
     batch_within: float = Field(default=0.2, gt=0, description="seconds to wait for a batch")
+    session_timeout: float = Field(default=30.0, ge=6.0,
+                                   description="seconds before a silent (killed) worker's "
+                                               "partitions go to the others")
     web_port: int = Field(default=6066, ge=0, description="Faust's web server (0: disabled)")
     log_level: str = Field(default="WARNING")
 

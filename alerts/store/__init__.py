@@ -4,6 +4,7 @@ SQLAlchemy implementation (PostgreSQL, SQLite) is :class:`alerts.store.sql.SqlSt
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from alerts.pipeline import Changes, Triage
@@ -11,14 +12,31 @@ from stream.events import Reject
 from watchkeeper.config import TriagePolicy
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A live worker's state for one input partition, and the last offset per input topic
+    that state includes (events up to there are in it; redelivered ones are skipped)."""
+
+    app_id: str
+    partition: int
+    state: bytes
+    offsets: dict[str, int]
+    events: int
+
+
 class Store(Protocol):
     def load_triage(self, policy: TriagePolicy) -> Triage:
         """A triage pipeline resumed from the stored state."""
         ...
 
-    def apply(self, changes: Changes, *, dry_run: bool) -> None:
+    def apply(self, changes: Changes, *, dry_run: bool,
+              checkpoint: Checkpoint | None = None) -> None:
         """Persist one call's changes atomically and idempotently; queue pages for delivery
-        in the outbox unless ``dry_run``."""
+        in the outbox unless ``dry_run``; with ``checkpoint``, in the same transaction."""
+        ...
+
+    def load_checkpoint(self, app_id: str, partition: int) -> Checkpoint | None:
+        """The last checkpoint of a live worker's partition, if any."""
         ...
 
     def record_rejects(self, source: str, rejects: Sequence[tuple[int, Reject]]) -> None:

@@ -36,6 +36,28 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
+def head() -> str:
+    """The newest revision this version of Watchkeeper ships."""
+    from alembic.script import ScriptDirectory
+
+    rev = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert rev is not None
+    return rev
+
+
+def current(url: str) -> str | None:
+    """The database's revision (None when it has none)."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 

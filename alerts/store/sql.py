@@ -22,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase
 from alerts.fingerprint import stable_id
 from alerts.model import Alert, Factor, Incident, Route, Silence, Status
 from alerts.pipeline import Changes, Triage
-from alerts.store import schema
+from alerts.store import Checkpoint, schema
 from alerts.store.tables import (
     AlertRow,
     FeedbackRow,
@@ -30,6 +30,7 @@ from alerts.store.tables import (
     OccurrenceRow,
     OutboxRow,
     PageRow,
+    PartitionStateRow,
     RejectedEventRow,
     SilenceRow,
     SnapshotRow,
@@ -82,11 +83,18 @@ class SqlStore:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
         conn.execute(stmt, rows)
 
-    def apply(self, changes: Changes, *, dry_run: bool) -> None:
-        if not changes and not changes.clocks and not changes.signals:
+    def apply(self, changes: Changes, *, dry_run: bool,
+              checkpoint: Checkpoint | None = None) -> None:
+        if not changes and not changes.clocks and not changes.signals and checkpoint is None:
             return
         now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
+            if checkpoint is not None:
+                self._insert(conn, PartitionStateRow, [{
+                    "app_id": checkpoint.app_id, "partition": checkpoint.partition,
+                    "state": checkpoint.state, "offsets": checkpoint.offsets,
+                    "events": checkpoint.events, "updated_at": now}],
+                    ["app_id", "partition"], True)
             self._insert(conn, IncidentRow, [_incident_row(i) for i in
                                              changes.incidents.values()], ["incident_id"], True)
             self._insert(conn, AlertRow, [_alert_row(a) for a in changes.alerts.values()],
@@ -178,6 +186,18 @@ class SqlStore:
                 created_by="config", comment=spec.comment))
         return Triage(policy, alerts=alerts, incidents=incidents, feedback=feedback,
                       silences=silences, clocks=clock_map)
+
+    def load_checkpoint(self, app_id: str, partition: int) -> Checkpoint | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(
+                PartitionStateRow.state, PartitionStateRow.offsets, PartitionStateRow.events
+            ).where(PartitionStateRow.app_id == app_id,
+                    PartitionStateRow.partition == partition)).first()
+        if row is None:
+            return None
+        state, offsets, events = row
+        return Checkpoint(app_id, partition, bytes(state),
+                          {k: int(v) for k, v in offsets.items()}, int(events))
 
     def max_seq(self) -> int:
         """The highest event index any stored occurrence has (-1 when none)."""

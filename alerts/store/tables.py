@@ -232,3 +232,17 @@ class StateRow(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[dict[str, Any]]
+
+
+class PartitionStateRow(Base):
+    """A live worker's checkpoint of one input partition: the pipeline's monitor state and
+    the last input offset per topic it includes (written with that batch's alerts)."""
+
+    __tablename__ = "partition_state"
+
+    app_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    offsets: Mapped[dict[str, Any]]
+    events: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

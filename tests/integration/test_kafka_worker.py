@@ -14,7 +14,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
-from alerts.store.schema import database_url
+from alerts.store.schema import database_url, upgrade
 from stream.app import ensure_topics
 from stream.produce import produce
 from stream.scenarios import generate, write_scenario
@@ -52,6 +52,7 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
     settings = WorkerSettings(config=files.config, kafka_bootstrap=kafka_bootstrap,
                               topic_prefix=prefix, partitions=4)
     ensure_topics(settings)
+    upgrade(database_url(pg_db))  # as the one-shot migrate service does before workers
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "watchkeeper.cli", "worker"], env=env,
                               cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
