@@ -32,6 +32,11 @@ def build_app(settings: WorkerSettings, processor: LiveProcessor) -> faust.App:
         value_serializer="raw",
         producer_linger_ms=5,
         broker_session_timeout=settings.session_timeout,
+        # big fetches and a deep buffer: the agent takes whole batches, so Faust must not
+        # pause partitions between them
+        stream_buffer_maxsize=4 * settings.batch_max,
+        broker_max_poll_records=settings.batch_max,
+        consumer_max_fetch_size=16 * 1024 * 1024,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     )
     names = Topics.for_prefix(settings.topic_prefix)

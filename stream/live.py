@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class Outputs:
     signals: list[Outgoing] = field(default_factory=list)
     deadletters: list[Outgoing] = field(default_factory=list)
     accepted: int = 0
+    events: int = 0  # accepted, duplicates and rejected
 
 
 class LiveProcessor:
@@ -99,6 +101,13 @@ class LiveProcessor:
             self.offsets.pop(partition, None)
 
     def process(self, batch: Sequence[Incoming]) -> Outputs:
+        started = time.perf_counter()
+        out = self._process(batch)
+        log.info("batch: %d messages, %d events in %.1f ms", len(batch), out.events,
+                 (time.perf_counter() - started) * 1e3)
+        return out
+
+    def _process(self, batch: Sequence[Incoming]) -> Outputs:
         out = Outputs()
         by_partition: dict[int, list[Incoming]] = {}
         for msg in batch:
@@ -117,6 +126,7 @@ class LiveProcessor:
             result = pipeline.feed([m.value for m in fresh],
                                    checkpoint=self._checkpointer(partition, pipeline))
             out.accepted += result.accepted
+            out.events += result.accepted + result.duplicates + len(result.rejects)
             for seq, reject in result.rejects:
                 src = fresh[reject.message if reject.message is not None else 0]
                 headers = [("reason", str(reject.reason).encode()),
