@@ -40,6 +40,12 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def _unavailable(exc: Exception) -> int:
+    """A service (database, broker) that cannot be reached now: exit 1, one line."""
+    print(f"watchkeeper: error: {exc}", file=sys.stderr)
+    return EXIT_UNAVAILABLE
+
+
 class _Progress:
     """A progress bar on stderr for long files, only when stderr is a terminal."""
 
@@ -225,8 +231,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (ConfigError, InputError) as exc:
         return _fail(str(exc))
     except RetryableError as exc:
-        print(f"watchkeeper: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _unavailable(exc)
     body = report.to_dict()
     print(f"{body['events_read']} events: {body['accepted']} accepted, "
           f"{body['duplicates']} duplicates, {body['rejected']['total']} rejected; "
@@ -246,10 +251,11 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from watchkeeper import history
 
     try:
-        store = open_store(args.db)
+        store = open_store(args.db, migrate=False)
+    except ConfigError as exc:
+        return _fail(str(exc))
     except RetryableError as exc:
-        print(f"watchkeeper: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _unavailable(exc)
     try:
         if args.alerts_command == "list":
             history.print_list(store, model=args.model, status=args.status, kind=args.kind,
@@ -266,10 +272,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from watchkeeper import history
 
     try:
-        store = open_store(args.db)
+        store = open_store(args.db, migrate=False)
+    except ConfigError as exc:
+        return _fail(str(exc))
     except RetryableError as exc:
-        print(f"watchkeeper: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _unavailable(exc)
     try:
         history.print_query(store, args.query)
     except SQLAlchemyError as exc:
@@ -366,8 +373,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     except RetryableError as exc:
-        print(f"watchkeeper: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _unavailable(exc)
     run_worker(settings, LiveProcessor(config, store, app_id=settings.app_id))
     return EXIT_OK
 
