@@ -202,27 +202,6 @@ def print_incidents(incidents: Sequence[Incident], triage: Triage,
     Console(file=out or sys.stdout, width=160).print(table)
 
 
-def print_signals(signals: Sequence[Signal], out: IO[str] | None = None) -> None:
-    """A table of signals grouped by model, kind, subject and slice."""
-    from rich.console import Console
-    from rich.table import Table
-
-    groups: dict[tuple[str, str, str, str], list[Signal]] = {}
-    for s in signals:
-        key = (s.model_id, str(s.kind), s.subject, s.slice or s.model_version or "")
-        groups.setdefault(key, []).append(s)
-    table = Table(title=f"{len(signals)} signals", title_justify="left")
-    for col in ("model", "kind", "subject", "scope", "statistic", "first at", "last at",
-                "count", "latest value", "threshold"):
-        table.add_column(col, overflow="fold")
-    for (model, kind, subject, scope), items in sorted(groups.items(),
-                                                       key=lambda kv: kv[1][0].seq):
-        last = items[-1]
-        table.add_row(model, kind, subject, scope, last.statistic, str(items[0].seq),
-                      str(last.seq), str(len(items)), f"{last.value:.4g}", f"{last.threshold:.4g}")
-    Console(file=out or sys.stdout, width=140).print(table)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     try:
         report, pipeline = run_replay(args.events, args.config, db=args.db,
