@@ -21,7 +21,7 @@ resolve() {
   if [ ! -f "$LIBS/.complete" ]; then
     command -v mvn >/dev/null || { echo "kafka.sh: mvn is needed to fetch Kafka" >&2; exit 1; }
     rm -rf "$LIBS"
-    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
+    mvn -q -B -Dstyle.color=never -f scripts/kafka/pom.xml dependency:copy-dependencies \
       -DoutputDirectory="$LIBS" >&2
     touch "$LIBS/.complete"
   fi
