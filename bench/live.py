@@ -115,12 +115,15 @@ def _worker_rate(log: Path) -> tuple[float | None, int]:
     return (events / span if span > 0 else None), events
 
 
+ENGINE = "faust"
+
+
 def _start_worker(config: Path, bootstrap: str, db: str, app_id: str, log: Path) -> Any:
     env = {**os.environ, "WATCHKEEPER_CONFIG": str(config),
            "WATCHKEEPER_KAFKA_BOOTSTRAP": bootstrap, "WATCHKEEPER_DATABASE_URL": db,
            "WATCHKEEPER_APP_ID": app_id, "WATCHKEEPER_TOPIC_PREFIX": app_id,
            "WATCHKEEPER_PARTITIONS": "1", "WATCHKEEPER_WEB_PORT": "0",
-           "WATCHKEEPER_LOG_LEVEL": "INFO"}
+           "WATCHKEEPER_LOG_LEVEL": "INFO", "WATCHKEEPER_ENGINE": ENGINE}
     return subprocess.Popen([sys.executable, "-m", "watchkeeper.cli", "worker"], env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -256,7 +259,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--rate", type=float, default=5_000)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--engine", choices=["faust", "direct"], default="faust",
+                    help="the worker's engine (WATCHKEEPER_ENGINE)")
     args = ap.parse_args()
+    global ENGINE
+    ENGINE = args.engine
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if not args.db:
@@ -266,6 +273,7 @@ def main() -> None:
         files = write_scenario(scenario, tmp / "bench.jsonl")
         result = {
             "benchmark": "live",
+            "engine": args.engine,
             "features": 20,
             "database": args.db.split("@")[-1],
             # six copies (repeats count as duplicates: decoded, checked, counted), so that

@@ -86,7 +86,7 @@ def ensure_topics(settings: WorkerSettings) -> None:
 
 
 def run_worker(settings: WorkerSettings, processor: LiveProcessor) -> None:
-    """Run the worker until it is stopped (SIGTERM/SIGINT)."""
-    ensure_topics(settings)
+    """Run the worker until it is stopped (SIGTERM/SIGINT); topics must exist
+    (:func:`ensure_topics`)."""
     app = build_app(settings, processor)
     faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()

@@ -335,7 +335,7 @@ def _produce(events: list[dict[str, object]], args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from stream.app import run_worker
+    from stream.app import ensure_topics, run_worker
     from stream.live import LiveProcessor
     from watchkeeper.settings import WorkerSettings
 
@@ -353,7 +353,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except RetryableError as exc:
         return _unavailable(exc)
-    run_worker(settings, LiveProcessor(config, store, app_id=settings.app_id))
+    processor = LiveProcessor(config, store, app_id=settings.app_id)
+    ensure_topics(settings)
+    if settings.engine == "direct":
+        from stream.direct import run_direct
+
+        run_direct(settings, processor)
+    else:
+        run_worker(settings, processor)
     return EXIT_OK
 
 

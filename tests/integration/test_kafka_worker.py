@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
@@ -38,8 +39,9 @@ def _poll(check: object, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.parametrize("engine", ["faust", "direct"])
 def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
-    pg_db: str, kafka_bootstrap: str, tmp_path: Path,
+    pg_db: str, kafka_bootstrap: str, tmp_path: Path, engine: str,
 ) -> None:
     prefix = f"wktest-{uuid.uuid4().hex[:8]}"
     topics = Topics.for_prefix(prefix)
@@ -48,7 +50,8 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
     env = {**os.environ, "WATCHKEEPER_CONFIG": str(files.config),
            "WATCHKEEPER_KAFKA_BOOTSTRAP": kafka_bootstrap, "WATCHKEEPER_DATABASE_URL": pg_db,
            "WATCHKEEPER_APP_ID": prefix, "WATCHKEEPER_TOPIC_PREFIX": prefix,
-           "WATCHKEEPER_PARTITIONS": "4", "WATCHKEEPER_WEB_PORT": "0"}
+           "WATCHKEEPER_PARTITIONS": "4", "WATCHKEEPER_WEB_PORT": "0",
+           "WATCHKEEPER_ENGINE": engine}
     settings = WorkerSettings(config=files.config, kafka_bootstrap=kafka_bootstrap,
                               topic_prefix=prefix, partitions=4)
     ensure_topics(settings)
@@ -56,7 +59,7 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "watchkeeper.cli", "worker"], env=env,
                               cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    engine = create_engine(database_url(pg_db))
+    db = create_engine(database_url(pg_db))
     try:
         kafka = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","), linger_ms=10)
         sent = produce(kafka, scenario.events, batch_size=50, topics=topics)
@@ -69,7 +72,7 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
         def done() -> bool:
             """The page is out and every bad message has been kept."""
             try:
-                with engine.connect() as conn:
+                with db.connect() as conn:
                     pages = conn.execute(text("SELECT count(*) FROM pages")).scalar_one()
                     kept = conn.execute(text("SELECT count(*) FROM rejected_events")).scalar_one()
                 return bool(pages) and kept >= len(BAD)
@@ -77,7 +80,7 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
                 return False
 
         assert _poll(done, 120), (tmp_path / "worker.log").read_text()[-3000:]
-        with engine.connect() as conn:
+        with db.connect() as conn:
             pages = conn.execute(text(
                 "SELECT model_id, kind, subject, escalation_level, delivered FROM pages")).all()
             kinds = {r[0] for r in conn.execute(text("SELECT DISTINCT kind FROM alert_history"))}
@@ -123,4 +126,4 @@ def test_worker_turns_a_kafka_stream_into_alerts_pages_and_dead_letters(
             worker.kill()
             worker.wait(timeout=10)
         log.close()
-        engine.dispose()
+        db.dispose()
