@@ -13,7 +13,9 @@ def dedupe(previous: Alert | None, fp: str, signal: Signal, flap_window: float,
            flap_threshold: int) -> Alert:
     """The alert this signal belongs to, updated with it."""
     if previous is not None and previous.active:
-        return replace(previous, last_seen=signal.ts, last_seq=signal.seq,
+        # event time may run behind (another source, late data): last_seen never goes back
+        return replace(previous, last_seen=max(previous.last_seen, signal.ts),
+                       last_seq=signal.seq,
                        occurrences=previous.occurrences + 1, value=signal.value,
                        threshold=signal.threshold, evidence=dict(signal.evidence))
     flaps = 0

@@ -109,7 +109,7 @@ def replay(
                 report.signals[str(sig.kind)] += 1
                 if on_signal is not None:
                     on_signal(sig)
-    report.events_read = core.seq
+    report.events_read = core.processed
     report.elapsed_seconds = time.perf_counter() - start
     report.core = core.counters()
     return report
