@@ -29,6 +29,7 @@ from watchkeeper.config import load_config
 from watchkeeper.errors import ConfigError, InputError, RetryableError
 from watchkeeper.pipeline import Pipeline
 from watchkeeper.runtime import tune_gc
+from watchkeeper.settings import SlackSettings
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -128,10 +129,13 @@ def run_replay(
             sig_fh.write(json.dumps(sig.to_dict()) + "\n")
 
     def on_page(page: Page) -> None:
-        print(format_page(page, dry_run=True), file=stdout)
+        print(format_page(page, dry_run=pipeline.dry_run), file=stdout)
 
-    pipeline = Pipeline(config, store, source=str(events), dry_run=True, on_page=on_page,
+    dry_run = not SlackSettings().enabled
+    source = str(events.resolve())
+    pipeline = Pipeline(config, store, source=source, dry_run=dry_run, on_page=on_page,
                         on_signal=on_signal)
+    pipeline.core.seq = store.seq_base(source)
     progress = _Progress(events.stat().st_size, "replay") if not quiet else None
     try:
         report = replay(events, pipeline.core, on_reject=rejects.write,
@@ -364,6 +368,48 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    from services.notifier import run_notifier
+
+    slack = SlackSettings()
+    if not slack.enabled:
+        return _fail("set WATCHKEEPER_SLACK_BOT_TOKEN (see README: Slack)")
+    try:
+        store = open_store(args.db, migrate=False)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except RetryableError as exc:
+        return _unavailable(exc)
+    try:
+        report = run_notifier(store, slack, once=args.once, interval=args.interval)
+    finally:
+        store.close()
+    print(f"notify: {report.sent} delivered, {report.failed} still pending "
+          f"({report.attempts} attempts)")
+    return EXIT_OK if report.failed == 0 else EXIT_UNAVAILABLE
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from services.api import build_api
+    from services.notifier import slack_client
+
+    slack = SlackSettings()
+    if not slack.signing_secret:
+        return _fail("set WATCHKEEPER_SLACK_SIGNING_SECRET (see README: Slack)")
+    try:
+        store = open_store(args.db, migrate=False)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except RetryableError as exc:
+        return _unavailable(exc)
+    client = slack_client(slack) if slack.enabled else None
+    web.run_app(build_api(store, slack.signing_secret, client), host=args.host,
+                port=args.port, print=None)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from watchkeeper.demo import run_demo
 
@@ -438,6 +484,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--bootstrap", help="Kafka host:port (WATCHKEEPER_KAFKA_BOOTSTRAP)")
     w.add_argument("--db", help="alert history database URL (WATCHKEEPER_DATABASE_URL)")
     w.set_defaults(func=cmd_worker)
+
+    n = sub.add_parser("notify", help="deliver pages from the outbox to Slack")
+    n.add_argument("--db", default=DEFAULT_DB)
+    n.add_argument("--once", action="store_true", help="deliver what is pending and exit")
+    n.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    n.set_defaults(func=cmd_notify)
+
+    api = sub.add_parser("api", help="Slack interactivity endpoint (/slack/interactions)")
+    api.add_argument("--db", default=DEFAULT_DB)
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
+    api.set_defaults(func=cmd_api)
 
     d = sub.add_parser("demo", help="the built-in scenarios end to end, no services needed")
     d.add_argument("--workdir", help="where to write the demo's files (default: a temp dir)")

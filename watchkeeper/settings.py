@@ -46,3 +46,23 @@ class WorkerSettings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return ",".join(f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(","))
+
+
+class SlackSettings(BaseSettings):
+    """Slack for the notifier and the API (``WATCHKEEPER_SLACK_*``). Without a bot token,
+    pages are recorded as dry runs and nothing is sent."""
+
+    model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_SLACK_", extra="ignore")
+
+    bot_token: str | None = Field(default=None, description="xoxb-… bot token")
+    signing_secret: str | None = Field(default=None,
+                                       description="verifies interactivity requests")
+    channel: str = Field(default="#ml-oncall", description="where pages go")
+    api_url: str = Field(default="https://slack.com/api/",
+                         description="Slack Web API base URL (a local fake in tests)")
+    console_url: str = Field(default="http://127.0.0.1:8080",
+                             description="base URL of the alert console, for links")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, case, create_engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase
@@ -24,6 +24,7 @@ from alerts.model import Alert, Factor, Incident, Route, Silence, Status
 from alerts.pipeline import Changes, Triage
 from alerts.store import Checkpoint, schema
 from alerts.store.tables import (
+    AcknowledgementRow,
     AlertRow,
     FeedbackRow,
     IncidentRow,
@@ -40,6 +41,7 @@ from stream.events import Reject
 from watchkeeper.config import TriagePolicy
 
 CLOCKS_KEY = "triage_clocks"
+SEQ_BASE_STRIDE = 10**12  # events a replayed source may hold before the next one's base
 
 
 def to_dt(ts: float | None) -> datetime | None:
@@ -74,14 +76,80 @@ class SqlStore:
                 keys: Sequence[str], update: bool) -> None:
         if not rows:
             return
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(model)
+        upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = upsert(model)
         if update:
             cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
             stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=cols)
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
         conn.execute(stmt, rows)
+
+    def _upsert_alerts(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Upsert alerts from triage without undoing what people did: an acknowledgement
+        (or a manual resolve) stands while triage, which does not know of it, says open."""
+        if not rows:
+            return
+        upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = upsert(AlertRow)
+        table = AlertRow.__table__
+        kept = ("acknowledged", "resolved")
+        cols: dict[str, Any] = {c: stmt.excluded[c] for c in rows[0]
+                                if c not in ("alert_id", "acknowledged_at", "acknowledged_by")}
+        held = (table.c.status == kept[0]) | (table.c.status == kept[1])
+        cols["status"] = case(
+            (held & (stmt.excluded.status == "open"), table.c.status),
+            else_=stmt.excluded.status)
+        cols["resolved_at"] = case(
+            (table.c.status == "resolved", table.c.resolved_at),
+            else_=stmt.excluded.resolved_at)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["alert_id"], set_=cols), rows)
+
+    def act(self, alert_id: str, action: str, actor: str, at: datetime, *,
+            note: str = "", silence_for: float = 24 * 3600) -> dict[str, Any] | None:
+        """A person's action on an alert (acknowledge, resolve, silence, not_actionable),
+        recorded with who and when. Returns the alert's new row and its page's Slack
+        coordinates, or None when there is no such alert."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(AlertRow).where(AlertRow.alert_id == alert_id)
+                               ).mappings().first()
+            if row is None:
+                return None
+            a = row
+            values: dict[str, Any] = {}
+            if action == "acknowledge" and a["status"] in ("open", "silenced"):
+                values = {"status": "acknowledged", "acknowledged_at": at,
+                          "acknowledged_by": actor}
+            elif action == "resolve" and a["status"] != "resolved":
+                values = {"status": "resolved", "resolved_at": at}
+            elif action == "silence":
+                ends = datetime.fromtimestamp(at.timestamp() + silence_for, tz=UTC)
+                self._insert(conn, SilenceRow, [{
+                    "silence_id": stable_id("silence", alert_id, at.isoformat()),
+                    "model_id": a["model_id"], "kind": a["kind"], "subject": a["subject"],
+                    "starts_at": at, "ends_at": ends, "created_by": actor,
+                    "comment": note or f"from alert {alert_id}"}], ["silence_id"], False)
+                if a["status"] == "open":
+                    values = {"status": "silenced"}
+            elif action == "not_actionable":
+                conn.execute(insert(FeedbackRow).values(
+                    alert_id=alert_id, model_id=a["model_id"], kind=a["kind"],
+                    subject=a["subject"], verdict="not_actionable", actor=actor, at=at,
+                    note=note))
+            elif action not in ("acknowledge", "resolve", "silence", "not_actionable"):
+                raise ValueError(f"unknown action {action!r}")
+            if values:
+                conn.execute(update(AlertRow).where(AlertRow.alert_id == alert_id)
+                             .values(**values))
+            conn.execute(insert(AcknowledgementRow).values(
+                alert_id=alert_id, action=action, actor=actor, at=at, note=note))
+            new = dict(conn.execute(select(AlertRow).where(AlertRow.alert_id == alert_id)
+                                    ).mappings().one())
+            page = conn.execute(select(PageRow.slack_channel, PageRow.slack_ts).where(
+                PageRow.incident_id == new["incident_id"],
+                PageRow.slack_ts.is_not(None)).order_by(PageRow.escalation_level)).first()
+        new["slack_channel"], new["slack_ts"] = (page[0], page[1]) if page else (None, None)
+        return new
 
     def apply(self, changes: Changes, *, dry_run: bool,
               checkpoint: Checkpoint | None = None) -> None:
@@ -97,8 +165,7 @@ class SqlStore:
                     ["app_id", "partition"], True)
             self._insert(conn, IncidentRow, [_incident_row(i) for i in
                                              changes.incidents.values()], ["incident_id"], True)
-            self._insert(conn, AlertRow, [_alert_row(a) for a in changes.alerts.values()],
-                         ["alert_id"], True)
+            self._upsert_alerts(conn, [_alert_row(a) for a in changes.alerts.values()])
             self._insert(conn, OccurrenceRow, [
                 {"alert_id": o.alert_id, "fingerprint": o.fingerprint, "seq": o.seq,
                  "ts": to_dt(o.ts), "value": o.value, "threshold": o.threshold,
@@ -198,6 +265,25 @@ class SqlStore:
         state, offsets, events = row
         return Checkpoint(app_id, partition, bytes(state),
                           {k: int(v) for k, v in offsets.items()}, int(events))
+
+    def seq_base(self, source: str) -> int:
+        """The first event index of a replayed source: allocated above everything recorded
+        the first time the source is seen, the same on every later replay of it (so that
+        replaying a file again is recognised as such, and a new file is not)."""
+        key = f"seq_base:{source}"
+        with self.engine.begin() as conn:
+            found = conn.execute(select(StateRow.value).where(StateRow.key == key)
+                                 ).scalar_one_or_none()
+            if found is not None:
+                return int(found["base"])
+            top = conn.execute(select(func.max(OccurrenceRow.seq))).scalar_one_or_none()
+            base = 0 if top is None else int(top) + 1
+            bases = conn.execute(select(StateRow.value).where(StateRow.key.like("seq_base:%"))
+                                 ).scalars().all()
+            # past every base handed out before, with room for a long file
+            base = max([base, *(int(b["base"]) + SEQ_BASE_STRIDE for b in bases)])
+            self._insert(conn, StateRow, [{"key": key, "value": {"base": base}}], ["key"], False)
+        return base
 
     def max_seq(self) -> int:
         """The highest event index any stored occurrence has (-1 when none)."""

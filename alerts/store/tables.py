@@ -132,6 +132,8 @@ class PageRow(Base):
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     delivered_at: Mapped[datetime | None]
+    slack_channel: Mapped[str | None] = mapped_column(String(200))
+    slack_ts: Mapped[str | None] = mapped_column(String(40))
 
 
 class OutboxRow(Base):

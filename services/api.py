@@ -1,0 +1,124 @@
+"""``watchkeeper api``: Slack interactivity (the page's buttons) and health.
+
+``POST /slack/interactions`` verifies Slack's request signature (``v0`` HMAC-SHA256 of
+``v0:{timestamp}:{body}`` with the signing secret), refuses a timestamp older than five
+minutes, a signature already seen (a replay) and any mismatch (constant-time compare) with
+401 and changes nothing; otherwise it applies the button (acknowledge, resolve, silence,
+not actionable) as the Slack user who pressed it, and updates the message to show it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from alerts.store.sql import SqlStore
+from services.slack_blocks import ACTIONS, acted_message
+
+log = logging.getLogger("watchkeeper.api")
+MAX_AGE_SECONDS = 300
+BUTTONS = {action for action, _, _ in ACTIONS}
+
+
+def verify_slack_signature(secret: str, timestamp: str | None, body: bytes,
+                           signature: str | None, now: float) -> bool:
+    """True when ``signature`` is Slack's ``v0`` signature of ``body`` at ``timestamp``,
+    no older (or newer) than five minutes.
+
+    >>> sig = "v0=" + hmac.new(b"s", b"v0:100:x", hashlib.sha256).hexdigest()
+    >>> verify_slack_signature("s", "100", b"x", sig, now=150.0)
+    True
+    >>> verify_slack_signature("s", "100", b"x", sig, now=1000.0)  # too old
+    False
+    """
+    if not secret or not timestamp or not signature:
+        return False
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - ts) > MAX_AGE_SECONDS:
+        return False
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+class ReplayGuard:
+    """Signatures seen in the last five minutes: a second delivery of one is a replay."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.limit = limit
+
+    def first_time(self, signature: str, now: float) -> bool:
+        while self._seen and (next(iter(self._seen.values())) < now - 2 * MAX_AGE_SECONDS
+                              or len(self._seen) > self.limit):
+            self._seen.popitem(last=False)
+        if signature in self._seen:
+            return False
+        self._seen[signature] = now
+        return True
+
+
+def build_api(store: SqlStore, signing_secret: str, client: WebClient | None, *,
+              clock: Callable[[], float] = time.time) -> web.Application:
+    guard = ReplayGuard()
+
+    async def interactions(request: web.Request) -> web.Response:
+        body = await request.read()
+        now = clock()
+        signature = request.headers.get("X-Slack-Signature")
+        if not verify_slack_signature(signing_secret,
+                                      request.headers.get("X-Slack-Request-Timestamp"),
+                                      body, signature, now):
+            return web.json_response({"error": "invalid or expired signature"}, status=401)
+        assert signature is not None
+        if not guard.first_time(signature, now):
+            return web.json_response({"error": "replayed request"}, status=401)
+        try:
+            payload = json.loads(parse_qs(body.decode())["payload"][0])
+            action = payload["actions"][0]
+            action_id, alert_id = action["action_id"], action["value"]
+            user = payload["user"]["id"]
+        except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "not a block_actions payload"}, status=400)
+        if payload.get("type") != "block_actions" or action_id not in BUTTONS:
+            return web.json_response({"error": "unsupported interaction"}, status=400)
+        at = datetime.fromtimestamp(now, tz=UTC)
+        result = store.act(alert_id, action_id, user, at)
+        if result is None:
+            return web.json_response({"text": f"no alert {alert_id}"})
+        channel = (payload.get("container") or {}).get("channel_id") or (
+            payload.get("channel") or {}).get("id")
+        ts = (payload.get("container") or {}).get("message_ts") or (
+            payload.get("message") or {}).get("ts")
+        blocks = (payload.get("message") or {}).get("blocks") or []
+        if client is not None and channel and ts:
+            try:
+                client.chat_update(channel=channel, ts=ts,
+                                   text=f"{action_id} by {user}",
+                                   blocks=acted_message(blocks, action_id, user,
+                                                        at.isoformat()))
+            except SlackApiError as exc:  # the action stands; the message lags behind
+                log.warning("could not update the Slack message: %s", exc)
+        return web.json_response({"ok": True, "status": result["status"]})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/slack/interactions", interactions)
+    app.router.add_get("/healthz", healthz)
+    return app
