@@ -5,7 +5,9 @@ Retries a call on 429 (waiting as ``Retry-After`` says), on 5xx and on timeouts 
 connections, with exponential backoff; every attempt is counted on its outbox row with the
 last error. A message is marked sent in the same transaction that records where Slack put
 it, so a restart never posts what was already posted (the one window left is a crash
-between Slack's answer and that commit).
+between Slack's answer and that commit). A timed-out call may nevertheless have landed:
+Slack has no idempotency key, so retrying a timeout can post a page twice; we take that
+over losing a page.
 """
 
 from __future__ import annotations

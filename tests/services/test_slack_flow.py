@@ -1,0 +1,257 @@
+"""Slack end to end, against a local fake of Slack's Web API: a scenario pages, the page
+reaches Slack once (through 429s, 5xx and timeouts), a correctly signed Acknowledge
+updates the alert and the message, bad signatures change nothing, and "not actionable"
+lowers the next alert's score until it no longer pages."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from alerts.pipeline import Triage
+from alerts.store.sql import SqlStore
+from services.api import build_api
+from services.notifier import Notifier, slack_client
+from stream.scenarios import generate, write_scenario
+from stream.signals import Kind, Signal, Window
+from tests.fakes.slack import FakeSlack, Fault
+from watchkeeper.cli import main
+from watchkeeper.config import TriagePolicy
+from watchkeeper.settings import SlackSettings
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+NOW = 1_900_000_000.0
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeSlack, SlackSettings]]:
+    fake = FakeSlack()
+    url = fake.start()
+    monkeypatch.setenv("WATCHKEEPER_SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("WATCHKEEPER_SLACK_SIGNING_SECRET", SECRET)
+    monkeypatch.setenv("WATCHKEEPER_SLACK_API_URL", url)
+    yield fake, SlackSettings()
+    fake.stop()
+
+
+@pytest.fixture
+def paged(tmp_path: Path, slack: tuple[FakeSlack, SlackSettings],
+          monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A broken-pipeline replay with Slack configured: its page waits in the outbox."""
+    monkeypatch.chdir(tmp_path)
+    files = write_scenario(generate("broken_pipeline", predictions=5_000, seed=7),
+                           tmp_path / "bp.jsonl")
+    db = tmp_path / "wk.db"
+    assert main(["replay", str(files.events), "--config", str(files.config), "--db", str(db),
+                 "-q"]) == 0
+    return db
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def notifier(db: Path, settings: SlackSettings, sleeps: list[float],
+             timeout: int = 10) -> Notifier:
+    return Notifier(SqlStore(str(db), migrate=False), slack_client(settings, timeout=timeout),
+                    settings, sleep=sleeps.append)
+
+
+def test_the_page_reaches_slack_once_with_its_buttons(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    assert rows(paged, "SELECT kind, sent_at FROM outbox") == [("page", None)]
+    assert rows(paged, "SELECT dry_run, delivered FROM pages") == [(0, 0)]
+    sleeps: list[float] = []
+    report = notifier(paged, settings, sleeps).deliver_pending()
+    assert (report.sent, report.failed, report.attempts) == (1, 0, 1)
+    (method, body), = fake.calls
+    assert method == "chat.postMessage" and body["channel"] == "#ml-oncall"
+    actions = next(b for b in body["blocks"] if b["type"] == "actions")
+    (alert_id,) = {e["value"] for e in actions["elements"]}
+    assert [e["action_id"] for e in actions["elements"]] == [
+        "acknowledge", "resolve", "silence", "not_actionable"]
+    assert rows(paged, "SELECT alert_id, delivered FROM pages") == [(alert_id, 1)]
+    assert rows(paged, "SELECT slack_channel FROM page_log") == [("C0PAGES",)]
+    text = json.dumps(body["blocks"])
+    assert "performance on car_loan" in text and "tolerance" in text
+    again = notifier(paged, settings, sleeps).deliver_pending()
+    assert (again.sent, len(fake.calls)) == (0, 1)  # a restart posts nothing twice
+
+
+def test_rate_limits_server_errors_and_timeouts_are_retried_and_recorded(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    # a timeout whose call Slack never got (one Slack did get would be posted twice: Slack
+    # has no idempotency key; see services/notifier.py)
+    fake.faults.extend([Fault(429, retry_after=7), Fault(503), Fault(504, delay=2.5)])
+    sleeps: list[float] = []
+    report = notifier(paged, settings, sleeps, timeout=1).deliver_pending()
+    assert (report.sent, report.attempts) == (1, 4)
+    assert sleeps == [7.0, 2.0, 4.0]  # Retry-After, then exponential backoff
+    assert rows(paged, "SELECT attempts, last_error FROM outbox") == [(4, None)]
+    time.sleep(2)  # the slow (failed) answer to the timed-out call comes and goes
+    assert [m for m, _ in fake.calls].count("chat.postMessage") == 1
+
+
+def test_a_refused_call_is_recorded_and_not_retried(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    _, settings = slack
+    wrong = SlackSettings(bot_token="xoxb-wrong", api_url=settings.api_url)
+    report = notifier(paged, wrong, []).deliver_pending()
+    assert (report.sent, report.failed, report.attempts) == (0, 1, 1)
+    assert rows(paged, "SELECT attempts, last_error FROM outbox") == [
+        (1, "Slack refused: invalid_auth")]
+
+
+def sign(body: bytes, ts: int, secret: str = SECRET) -> dict[str, str]:
+    base = b"v0:" + str(ts).encode() + b":" + body
+    return {"X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": "v0=" + hmac.new(secret.encode(), base,
+                                                  hashlib.sha256).hexdigest(),
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def interaction(fake: FakeSlack, action: str, user: str = "U0ONCALL") -> bytes:
+    _, posted = fake.calls[0]
+    answer = fake.answer("chat.postMessage", posted)  # what Slack shows: channel and ts
+    alert_id = next(b for b in posted["blocks"] if b["type"] == "actions")["elements"][0][
+        "value"]
+    payload = {"type": "block_actions", "user": {"id": user},
+               "actions": [{"action_id": action, "value": alert_id}],
+               "container": {"channel_id": answer["channel"], "message_ts": answer["ts"]},
+               "message": {"ts": answer["ts"], "blocks": posted["blocks"]}}
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def post(db: Path, settings: SlackSettings, requests: list[tuple[bytes, dict[str, str]]],
+         now: float = NOW) -> list[int]:
+    async def run() -> list[int]:
+        app = build_api(SqlStore(str(db), migrate=False), SECRET,
+                        slack_client(settings), clock=lambda: now)
+        async with TestClient(TestServer(app)) as client:
+            out = []
+            for body, headers in requests:
+                resp = await client.post("/slack/interactions", data=body, headers=headers)
+                out.append(resp.status)
+            return out
+
+    return asyncio.run(run())
+
+
+def test_a_signed_acknowledge_acknowledges_and_updates_the_message(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    notifier(paged, settings, []).deliver_pending()
+    body = interaction(fake, "acknowledge")
+    assert post(paged, settings, [(body, sign(body, int(NOW)))]) == [200]
+    (alert,) = rows(paged, "SELECT a.status, a.acknowledged_by FROM alert_history a "
+                           "JOIN pages p ON p.alert_id = a.alert_id")
+    assert alert == ("acknowledged", "U0ONCALL")
+    assert rows(paged, "SELECT action, actor FROM acknowledgements") == [
+        ("acknowledge", "U0ONCALL")]
+    method, update = fake.calls[-1]
+    assert method == "chat.update" and update["channel"] == "C0PAGES"
+    assert not any(b["type"] == "actions" for b in update["blocks"])
+    assert "acknowledged by <@U0ONCALL>" in json.dumps(update["blocks"])
+
+
+def test_acknowledgement_survives_triage_processing_the_alert_again(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings], tmp_path: Path,
+) -> None:
+    fake, settings = slack
+    notifier(paged, settings, []).deliver_pending()
+    body = interaction(fake, "acknowledge")
+    post(paged, settings, [(body, sign(body, int(NOW)))])
+    store = SqlStore(str(paged), migrate=False)
+    triage = store.load_triage(TriagePolicy())
+    (lead_id,) = {r[0] for r in rows(paged, "SELECT alert_id FROM pages")}
+    lead = triage.alerts[lead_id]
+    again = Signal(lead.model_id, Kind.PERFORMANCE, lead.subject, lead.statistic, 0.3,
+                   lead.threshold, Window(0, 1, 0.0, 1.0, 2), {"drop": 0.5, "max_drop": 0.02},
+                   lead.last_seen + 60, lead.last_seq + 1)
+    store.apply(triage.process([again]), dry_run=False)
+    assert rows(paged, f"SELECT status, acknowledged_by, occurrences FROM alert_history "
+                       f"WHERE alert_id = '{lead_id}'") == [
+        ("acknowledged", "U0ONCALL", lead.occurrences + 1)]
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "missing", "expired", "future", "tampered"])
+def test_bad_signatures_are_refused_and_change_nothing(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings], case: str,
+) -> None:
+    fake, settings = slack
+    notifier(paged, settings, []).deliver_pending()
+    body = interaction(fake, "acknowledge")
+    headers = {
+        "wrong secret": sign(body, int(NOW), secret="not-the-secret"),
+        "missing": {"Content-Type": "application/x-www-form-urlencoded"},
+        "expired": sign(body, int(NOW) - 301),
+        "future": sign(body, int(NOW) + 301),
+        "tampered": sign(body.replace(b"acknowledge", b"resolve"), int(NOW)),
+    }[case]
+    before = rows(paged, "SELECT status, acknowledged_by FROM alert_history ORDER BY alert_id")
+    calls = len(fake.calls)
+    assert post(paged, settings, [(body, headers)]) == [401]
+    assert rows(paged, "SELECT status, acknowledged_by FROM alert_history "
+                       "ORDER BY alert_id") == before
+    assert rows(paged, "SELECT count(*) FROM acknowledgements") == [(0,)]
+    assert len(fake.calls) == calls
+
+
+def test_a_replayed_request_is_refused(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    notifier(paged, settings, []).deliver_pending()
+    body = interaction(fake, "not_actionable")
+    headers = sign(body, int(NOW))
+    assert post(paged, settings, [(body, headers), (body, headers)]) == [200, 401]
+    assert rows(paged, "SELECT count(*) FROM feedback") == [(1,)]
+
+
+def test_not_actionable_lowers_the_score_until_it_stops_paging(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    notifier(paged, settings, []).deliver_pending()
+    body = interaction(fake, "not_actionable")
+    assert post(paged, settings, [(body, sign(body, int(NOW)))]) == [200]
+    store = SqlStore(str(paged), migrate=False)
+    triage = store.load_triage(TriagePolicy())
+    (lead_id,) = {r[0] for r in rows(paged, "SELECT alert_id FROM pages")}
+    lead = triage.alerts[lead_id]
+    key = (lead.model_id, lead.kind, lead.subject)
+    assert triage.feedback == Counter({key: 1})
+    # the same kind of finding on the same model, a day later: a new incident
+    later = Signal(lead.model_id, Kind.PERFORMANCE, lead.subject, lead.statistic, 0.5,
+                   lead.threshold, Window(0, 1, 0.0, 1.0, 2),
+                   {"drop": 0.35, "max_drop": 0.02}, lead.last_seen + 86_400,
+                   lead.last_seq + 10)
+    changes = triage.process([later])
+    assert changes.pages == []
+    store.apply(changes, dry_run=False)
+    (new,) = [a for a in changes.alerts.values() if a.first_seq == later.seq]
+    assert new.fingerprint == lead.fingerprint and new.alert_id != lead_id
+    assert new.route.value == "digest"
+    notes = [f.note for f in new.factors]
+    assert "marked not actionable 1 time(s)" in notes  # the history says why
+    fresh = Triage(TriagePolicy())  # without the feedback, the same finding pages
+    assert len(fresh.process([later]).pages) == 1
