@@ -44,3 +44,14 @@ def test_the_image_build_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     for package in ("stream", "alerts", "services", "watchkeeper", "migrations"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_every_watchkeeper_command_in_compose_is_a_real_cli_command() -> None:
+    from watchkeeper.cli import build_parser
+
+    parser = build_parser()
+    for name, service in load()["services"].items():
+        command = service.get("command")
+        if command and command[0] == "watchkeeper":
+            args = parser.parse_args(command[1:])
+            assert callable(args.func), name
