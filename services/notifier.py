@@ -22,11 +22,13 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
+from alerts.fingerprint import stable_id
 from alerts.store.sql import SqlStore
-from alerts.store.tables import AlertRow, OutboxRow, PageRow
+from alerts.store.tables import AlertRow, IncidentRow, OutboxRow, PageRow
 from services.slack_blocks import page_message, resolved_message
+from watchkeeper.config import OnCallSpec
 from watchkeeper.settings import SlackSettings
 
 log = logging.getLogger("watchkeeper.notifier")
@@ -56,14 +58,71 @@ def slack_client(settings: SlackSettings, timeout: int = 10) -> WebClient:
 
 class Notifier:
     def __init__(self, store: SqlStore, client: WebClient, settings: SlackSettings, *,
-                 max_attempts: int = 5, base_delay: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 oncall: OnCallSpec | None = None, max_attempts: int = 5,
+                 base_delay: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.client = client
         self.settings = settings
+        self.oncall = oncall
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.sleep = sleep
+        self.clock = clock
+
+    def mention(self, level: int) -> str | None:
+        """Who a page of this escalation level wakes: the primary on call, then the
+        secondary, then everyone in the channel."""
+        if self.oncall is None:
+            return "!channel" if level >= 2 else None
+        shift = self.oncall.on_call(datetime.fromtimestamp(self.clock(), tz=UTC))
+        return (shift.primary, shift.secondary, "!channel")[min(level, 2)]
+
+    def escalate(self) -> int:
+        """Re-page incidents whose latest page nobody acknowledged within the SLA:
+        level 1 to the secondary, level 2 to the channel. Returns how many were queued."""
+        if self.oncall is None:
+            return 0
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        timeout = self.oncall.ack_timeout_seconds
+        queued = 0
+        with self.store.engine.begin() as conn:
+            pages = conn.execute(select(PageRow).where(PageRow.delivered.is_(True),
+                                                       PageRow.dry_run.is_(False))
+                                 ).mappings().all()
+            latest: dict[str, Any] = {}
+            for page in pages:
+                seen = latest.get(page["incident_id"])
+                if seen is None or page["escalation_level"] > seen["escalation_level"]:
+                    latest[page["incident_id"]] = page
+            for page in latest.values():
+                delivered = page["delivered_at"]
+                if delivered.tzinfo is None:
+                    delivered = delivered.replace(tzinfo=UTC)
+                if page["escalation_level"] >= 2 or (now - delivered).total_seconds() < timeout:
+                    continue
+                statuses = conn.execute(select(AlertRow.status).where(
+                    AlertRow.alert_id.in_(list(page["alert_ids"]) or [page["alert_id"]]))
+                ).scalars().all()
+                incident = conn.execute(select(IncidentRow.status).where(
+                    IncidentRow.incident_id == page["incident_id"])).scalar_one()
+                if incident == "resolved" or any(s in ("acknowledged", "resolved")
+                                                 for s in statuses):
+                    continue
+                level = page["escalation_level"] + 1
+                new = {k: v for k, v in page.items()
+                       if k not in ("delivered_at", "slack_channel", "slack_ts")}
+                new.update(page_id=stable_id("page", page["incident_id"], level),
+                           escalation_level=level, paged_at=now, delivered=False)
+                conn.execute(insert(PageRow).values(**new))
+                conn.execute(insert(OutboxRow).values(
+                    message_id=new["page_id"], kind="page", page_id=new["page_id"],
+                    incident_id=page["incident_id"], payload={"escalation_level": level},
+                    created_at=now, attempts=0))
+                queued += 1
+                log.warning("incident %s: not acknowledged in %.0f s, escalated to level %d",
+                            page["incident_id"], timeout, level)
+        return queued
 
     def deliver_pending(self) -> Report:
         """Deliver every unsent outbox message, oldest first."""
@@ -99,7 +158,7 @@ class Notifier:
                 if attempt + 1 < self.max_attempts:
                     self.sleep(exc.wait or self.base_delay * 2 ** attempt)
                 continue
-            now = datetime.now(tz=UTC)
+            now = datetime.fromtimestamp(self.clock(), tz=UTC)
             with engine.begin() as conn:
                 conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
                              .values(attempts=OutboxRow.attempts + 1, sent_at=now,
@@ -118,7 +177,8 @@ class Notifier:
                                     ).mappings().one()
                 lead = conn.execute(select(AlertRow).where(AlertRow.alert_id == page["alert_id"])
                                     ).mappings().one()
-                text, blocks = page_message(dict(page), dict(lead), self.settings.console_url)
+                text, blocks = page_message(dict(page), dict(lead), self.settings.console_url,
+                                            mention=self.mention(page["escalation_level"]))
                 resp = self._call(self.client.chat_postMessage,
                                   channel=page["channel"] or self.settings.channel,
                                   text=text, blocks=blocks)
@@ -153,12 +213,17 @@ class Notifier:
 
 
 def run_notifier(store: SqlStore, settings: SlackSettings, *, once: bool,
-                 interval: float = 5.0) -> Report:
-    """Deliver pending messages once, or keep delivering every ``interval`` seconds."""
-    notifier = Notifier(store, slack_client(settings), settings)
+                 interval: float = 5.0, oncall: OnCallSpec | None = None) -> Report:
+    """Deliver pending messages (and escalations due) once, or every ``interval`` s."""
+    notifier = Notifier(store, slack_client(settings), settings, oncall=oncall)
     total = Report()
     while True:
         report = notifier.deliver_pending()
+        if notifier.escalate():
+            again = notifier.deliver_pending()
+            report.sent += again.sent
+            report.failed += again.failed
+            report.attempts += again.attempts
         total.sent += report.sent
         total.failed += report.failed
         total.attempts += report.attempts

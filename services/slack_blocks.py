@@ -26,8 +26,12 @@ def page_message(page: dict[str, Any], lead: dict[str, Any], console_url: str,
              if isinstance(v, (int, float, str)) and not isinstance(v, bool)][:8]
     why = "\n".join(f"• {f['note']}" for f in page.get("factors") or [])
     text = f":rotating_light: {page['summary']}"
+    level = int(page.get("escalation_level") or 0)
+    if level:
+        text = f"{text} (escalated, level {level}: not acknowledged in time)"
     if mention:
-        text = f"<@{mention}> {text}"
+        # a user id, or a special mention such as "!channel"
+        text = f"<{mention}> {text}" if mention.startswith("!") else f"<@{mention}> {text}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text",
                                     "text": f"{lead['kind']} on {lead['model_id']}"[:150]}},

@@ -375,13 +375,15 @@ def cmd_notify(args: argparse.Namespace) -> int:
     if not slack.enabled:
         return _fail("set WATCHKEEPER_SLACK_BOT_TOKEN (see README: Slack)")
     try:
+        oncall = load_config(args.config).oncall if args.config else None
         store = open_store(args.db, migrate=False)
     except ConfigError as exc:
         return _fail(str(exc))
     except RetryableError as exc:
         return _unavailable(exc)
     try:
-        report = run_notifier(store, slack, once=args.once, interval=args.interval)
+        report = run_notifier(store, slack, once=args.once, interval=args.interval,
+                              oncall=oncall)
     finally:
         store.close()
     print(f"notify: {report.sent} delivered, {report.failed} still pending "
@@ -489,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--db", default=DEFAULT_DB)
     n.add_argument("--once", action="store_true", help="deliver what is pending and exit")
     n.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    n.add_argument("--config", type=Path,
+                   help="configuration with the on-call rotation (oncall:) for mentions "
+                        "and escalation")
     n.set_defaults(func=cmd_notify)
 
     api = sub.add_parser("api", help="Slack interactivity endpoint (/slack/interactions)")

@@ -11,9 +11,10 @@ watchkeeper.errors.ConfigError: models.m.wat: Extra inputs are not permitted
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -181,6 +182,50 @@ class TriagePolicy(_Frozen):
         return self
 
 
+class Shift(_Frozen):
+    """One turn of the rotation: Slack user ids."""
+
+    primary: str = Field(min_length=1)
+    secondary: str = Field(min_length=1)
+
+
+class OnCallSpec(_Frozen):
+    """Who is paged: a rotation of shifts handed over at ``handover`` (local time in
+    ``timezone``) every ``rotation_days`` days from ``start``; a page nobody acknowledges
+    within ``ack_timeout_seconds`` escalates to the secondary, then to the whole channel.
+
+    >>> spec = OnCallSpec(timezone="Europe/Berlin", start="2026-11-23", handover="09:00",
+    ...                   rotation=[Shift(primary="UA", secondary="UB"),
+    ...                             Shift(primary="UB", secondary="UA")])
+    >>> from datetime import datetime, UTC
+    >>> spec.on_call(datetime(2026, 11, 30, 7, 59, tzinfo=UTC)).primary  # 08:59 in Berlin
+    'UA'
+    >>> spec.on_call(datetime(2026, 11, 30, 8, 0, tzinfo=UTC)).primary   # 09:00: handed over
+    'UB'
+    """
+
+    timezone: str = "UTC"
+    start: date
+    handover: time = time(9, 0)
+    rotation_days: int = Field(default=7, ge=1)
+    rotation: list[Shift] = Field(min_length=1)
+    ack_timeout_seconds: float = Field(default=900, gt=0)
+
+    @model_validator(mode="after")
+    def _zone(self) -> OnCallSpec:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+    def on_call(self, at: datetime) -> Shift:
+        zone = ZoneInfo(self.timezone)
+        first = datetime.combine(self.start, self.handover, tzinfo=zone)
+        turns = (at.astimezone(zone) - first) // timedelta(days=self.rotation_days)
+        return self.rotation[turns % len(self.rotation)]
+
+
 class ModelConfig(_Frozen):
     task: Task
     reference: Path
@@ -222,6 +267,7 @@ class Config(_Frozen):
     monitoring: MonitoringSettings = MonitoringSettings()
     limits: Limits = Limits()
     triage: TriagePolicy = TriagePolicy()
+    oncall: OnCallSpec | None = None
     base_dir: Path = Path(".")
 
     def monitoring_for(self, model_id: str) -> MonitoringSettings:

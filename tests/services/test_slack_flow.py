@@ -13,6 +13,8 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +30,7 @@ from stream.scenarios import generate, write_scenario
 from stream.signals import Kind, Signal, Window
 from tests.fakes.slack import FakeSlack, Fault
 from watchkeeper.cli import main
-from watchkeeper.config import TriagePolicy
+from watchkeeper.config import OnCallSpec, Shift, TriagePolicy
 from watchkeeper.settings import SlackSettings
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -255,3 +257,66 @@ def test_not_actionable_lowers_the_score_until_it_stops_paging(
     assert "marked not actionable 1 time(s)" in notes  # the history says why
     fresh = Triage(TriagePolicy())  # without the feedback, the same finding pages
     assert len(fresh.process([later]).pages) == 1
+
+
+# -- on call and escalation -----------------------------------------------------------------
+
+ONCALL = OnCallSpec(timezone="Europe/Berlin", start=date(2030, 3, 4), handover=dtime(9, 0),
+                    rotation=[Shift(primary="U0ALICE", secondary="U0BOB"),
+                              Shift(primary="U0BOB", secondary="U0ALICE")],
+                    ack_timeout_seconds=900)
+MONDAY_10 = datetime(2030, 3, 11, 9, 0, tzinfo=UTC).timestamp()  # 10:00 Berlin, week 2
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_page_mentions_whoever_is_on_call_and_escalates_without_an_ack(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    clock = Clock(MONDAY_10)
+    n = Notifier(SqlStore(str(paged), migrate=False), slack_client(settings), settings,
+                 oncall=ONCALL, sleep=lambda _: None, clock=clock)
+    assert n.deliver_pending().sent == 1
+    first = fake.calls[-1][1]
+    assert first["text"].startswith("<@U0BOB> ")  # week 2 of the rotation: Bob
+    clock.now += 899
+    assert n.escalate() == 0  # the SLA has not run out
+    clock.now += 2
+    assert n.escalate() == 1
+    assert n.deliver_pending().sent == 1
+    second = fake.calls[-1][1]
+    assert second["text"].startswith("<@U0ALICE> ") and "escalated, level 1" in second["text"]
+    clock.now += 901
+    assert n.escalate() == 1 and n.deliver_pending().sent == 1
+    assert fake.calls[-1][1]["text"].startswith("<!channel> ")
+    clock.now += 901
+    assert n.escalate() == 0  # the channel was the last level
+    assert rows(paged, "SELECT escalation_level, delivered FROM pages "
+                       "ORDER BY escalation_level") == [(0, 1), (1, 1), (2, 1)]
+
+
+def test_an_acknowledged_page_does_not_escalate(
+    paged: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    clock = Clock(MONDAY_10)
+    n = Notifier(SqlStore(str(paged), migrate=False), slack_client(settings), settings,
+                 oncall=ONCALL, sleep=lambda _: None, clock=clock)
+    n.deliver_pending()
+    assert fake.calls[-1][1]["text"].startswith("<@U0BOB> ")
+    body = interaction(fake, "acknowledge", user="U0BOB")
+    assert post(paged, settings, [(body, sign(body, int(MONDAY_10) + 60))],
+                now=MONDAY_10 + 60) == [200]
+    assert rows(paged, "SELECT status, acknowledged_by FROM alert_history a JOIN pages p "
+                       "ON p.alert_id = a.alert_id") == [("acknowledged", "U0BOB")]
+    clock.now += 3600
+    assert n.escalate() == 0
+    assert rows(paged, "SELECT escalation_level FROM pages") == [(0,)]
+    assert [m for m, _ in fake.calls] == ["chat.postMessage", "chat.update"]

@@ -192,9 +192,9 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
         ("table", t)
         for t in [*TABLES, "silences", "feedback", "acknowledgements", "alembic_version"]
     } <= created
-    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0002"}]
+    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0003"}]
     assert ("table", "partition_state") in created
-    schema.downgrade(url, "0001")  # one step: only the checkpoints table goes
+    schema.downgrade(url, "0001")  # down to 0001: only the checkpoints table goes
     assert objects(db) == created - {("table", "partition_state")}
     schema.downgrade(url)
     assert objects(db) <= {("table", "alembic_version")}
