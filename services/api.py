@@ -72,15 +72,18 @@ class ReplayGuard:
         return True
 
 
-def build_api(store: SqlStore, signing_secret: str, client: WebClient | None, *,
+def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | None, *,
+              api_token: str | None = None,
               clock: Callable[[], float] = time.time) -> web.Application:
+    """The API app. Slack interactivity needs ``signing_secret``; the HTTP actions
+    (``POST /api/alerts/{alert_id}/{action}``) need ``api_token`` as a bearer token."""
     guard = ReplayGuard()
 
     async def interactions(request: web.Request) -> web.Response:
         body = await request.read()
         now = clock()
         signature = request.headers.get("X-Slack-Signature")
-        if not verify_slack_signature(signing_secret,
+        if not signing_secret or not verify_slack_signature(signing_secret,
                                       request.headers.get("X-Slack-Request-Timestamp"),
                                       body, signature, now):
             return web.json_response({"error": "invalid or expired signature"}, status=401)
@@ -115,10 +118,35 @@ def build_api(store: SqlStore, signing_secret: str, client: WebClient | None, *,
                 log.warning("could not update the Slack message: %s", exc)
         return web.json_response({"ok": True, "status": result["status"]})
 
+    async def http_action(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "")
+        if not api_token or not hmac.compare_digest(given.encode(),
+                                                    f"Bearer {api_token}".encode()):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        action = request.match_info["action"].replace("-", "_")
+        if action == "ack":
+            action = "acknowledge"
+        if action not in BUTTONS:
+            return web.json_response({"error": f"unknown action {action!r}"}, status=404)
+        try:
+            data = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        actor = str((data or {}).get("by") or "api")
+        result = store.act(request.match_info["alert_id"], action, actor,
+                           datetime.fromtimestamp(clock(), tz=UTC),
+                           note=str((data or {}).get("note") or ""))
+        if result is None:
+            return web.json_response({"error": "no such alert"}, status=404)
+        return web.json_response({"ok": True, "alert_id": result["alert_id"],
+                                  "status": result["status"],
+                                  "acknowledged_by": result["acknowledged_by"]})
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
     app = web.Application()
     app.router.add_post("/slack/interactions", interactions)
+    app.router.add_post("/api/alerts/{alert_id}/{action}", http_action)
     app.router.add_get("/healthz", healthz)
     return app

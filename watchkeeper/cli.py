@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -398,8 +399,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     from services.notifier import slack_client
 
     slack = SlackSettings()
-    if not slack.signing_secret:
-        return _fail("set WATCHKEEPER_SLACK_SIGNING_SECRET (see README: Slack)")
+    if not slack.signing_secret and not slack.api_token:
+        return _fail("set WATCHKEEPER_SLACK_SIGNING_SECRET and/or WATCHKEEPER_API_TOKEN "
+                     "(see README: Slack)")
     try:
         store = open_store(args.db, migrate=False)
     except ConfigError as exc:
@@ -407,8 +409,36 @@ def cmd_api(args: argparse.Namespace) -> int:
     except RetryableError as exc:
         return _unavailable(exc)
     client = slack_client(slack) if slack.enabled else None
-    web.run_app(build_api(store, slack.signing_secret, client), host=args.host,
-                port=args.port, print=None)
+    web.run_app(build_api(store, slack.signing_secret, client, api_token=slack.api_token),
+                host=args.host, port=args.port, print=None)
+    return EXIT_OK
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    """ack / resolve / silence / not-actionable from the terminal."""
+    from datetime import UTC, datetime
+
+    try:
+        store = open_store(args.db, migrate=False)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except RetryableError as exc:
+        return _unavailable(exc)
+    try:
+        with store.engine.connect() as conn:
+            from sqlalchemy import text
+
+            ids = conn.execute(text("SELECT alert_id FROM alerts WHERE alert_id LIKE :p"),
+                               {"p": args.alert_id + "%"}).scalars().all()
+        if len(ids) != 1:
+            return _fail(f"{len(ids)} alerts match {args.alert_id!r}; give a longer id")
+        result = store.act(ids[0], args.action, args.by, datetime.now(tz=UTC),
+                           note=args.note, silence_for=args.hours * 3600)
+    finally:
+        store.close()
+    assert result is not None
+    print(f"{result['alert_id']}: {args.action.replace('_', ' ')} by {args.by}; "
+          f"status {result['status']}")
     return EXIT_OK
 
 
@@ -486,6 +516,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--bootstrap", help="Kafka host:port (WATCHKEEPER_KAFKA_BOOTSTRAP)")
     w.add_argument("--db", help="alert history database URL (WATCHKEEPER_DATABASE_URL)")
     w.set_defaults(func=cmd_worker)
+
+    for verb, action, help_ in (("ack", "acknowledge", "acknowledge an alert"),
+                                ("resolve", "resolve", "resolve an alert"),
+                                ("silence", "silence", "silence an alert's model, kind and "
+                                                       "subject"),
+                                ("not-actionable", "not_actionable",
+                                 "mark an alert not actionable (lowers later scores)")):
+        ap_ = sub.add_parser(verb, help=help_)
+        ap_.add_argument("alert_id", help="an alert id (a unique prefix is enough)")
+        ap_.add_argument("--by", default=os.environ.get("USER", "cli"), help="who")
+        ap_.add_argument("--note", default="")
+        ap_.add_argument("--hours", type=float, default=24.0, help="silence length")
+        ap_.add_argument("--db", default=DEFAULT_DB)
+        ap_.set_defaults(func=cmd_action, action=action)
 
     n = sub.add_parser("notify", help="deliver pages from the outbox to Slack")
     n.add_argument("--db", default=DEFAULT_DB)

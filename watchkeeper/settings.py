@@ -62,6 +62,8 @@ class SlackSettings(BaseSettings):
                          description="Slack Web API base URL (a local fake in tests)")
     console_url: str = Field(default="http://127.0.0.1:8080",
                              description="base URL of the alert console, for links")
+    api_token: str | None = Field(default=None, validation_alias="WATCHKEEPER_API_TOKEN",
+                                  description="bearer token of the HTTP actions API")
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,85 @@
+"""The same actions from the command line and from the HTTP API (bearer token)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from alerts.store.sql import SqlStore
+from services.api import build_api
+from tests.services.test_slack_flow import paged, slack  # noqa: F401 - fixtures
+from watchkeeper.cli import main
+
+TOKEN = "s3cret-token"
+ACTION = {"ack": "acknowledge", "resolve": "resolve", "silence": "silence",
+          "not-actionable": "not_actionable"}
+
+
+def lead(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        (alert_id,) = conn.execute("SELECT alert_id FROM pages").fetchone()
+    return str(alert_id)
+
+
+def one(db: Path, sql: str) -> tuple[Any, ...]:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(sql).fetchone()
+    return tuple(row)
+
+
+@pytest.mark.parametrize(("verb", "status", "table"), [
+    ("ack", "acknowledged", None), ("resolve", "resolved", None),
+    ("silence", "silenced", "silences"), ("not-actionable", "open", "feedback")])
+def test_cli_actions(paged: Path, verb: str, status: str, table: str | None,  # noqa: F811
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    alert_id = lead(paged)
+    assert main([verb, alert_id[:8], "--by", "alice", "--db", str(paged)]) == 0
+    assert one(paged, f"SELECT status FROM alert_history WHERE alert_id = '{alert_id}'") == (
+        status,)
+    assert one(paged, "SELECT action, actor FROM acknowledgements") == (ACTION[verb], "alice")
+    if table:
+        assert one(paged, f"SELECT count(*) FROM {table}") == (1,)
+    assert f"status {status}" in capsys.readouterr().out
+
+
+def test_cli_action_on_an_unknown_alert_exits_2(paged: Path,  # noqa: F811
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ack", "no-such-alert", "--db", str(paged)]) == 2
+    assert "0 alerts match" in capsys.readouterr().err
+
+
+def call(db: Path, path: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
+    async def run() -> tuple[int, Any]:
+        app = build_api(SqlStore(str(db), migrate=False), None, None, api_token=TOKEN)
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.post(path, json=body, headers=headers)
+            return resp.status, await resp.json()
+
+    return asyncio.run(run())
+
+
+def test_http_actions_need_the_token(paged: Path) -> None:  # noqa: F811
+    alert_id = lead(paged)
+    path = f"/api/alerts/{alert_id}/ack"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        assert call(paged, path, headers)[0] == 401
+    assert one(paged, f"SELECT status FROM alert_history WHERE alert_id = '{alert_id}'") == (
+        "open",)
+    status, body = call(paged, path, {"Authorization": f"Bearer {TOKEN}"}, {"by": "bob"})
+    assert status == 200
+    assert body == {"ok": True, "alert_id": alert_id, "status": "acknowledged",
+                    "acknowledged_by": "bob"}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert call(paged, f"/api/alerts/{alert_id}/explode", auth)[0] == 404
+    assert call(paged, "/api/alerts/nope/resolve", auth)[0] == 404
+
+
+def test_slack_interactions_are_refused_without_a_signing_secret(paged: Path) -> None:  # noqa: F811
+    status, _ = call(paged, "/slack/interactions", {"X-Slack-Signature": "v0=00",
+                                                    "X-Slack-Request-Timestamp": "1"})
+    assert status == 401
