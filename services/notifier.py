@@ -23,15 +23,17 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.fingerprint import stable_id
 from alerts.store.sql import SqlStore
-from alerts.store.tables import AlertRow, IncidentRow, OutboxRow, PageRow
+from alerts.store.tables import AlertRow, IncidentRow, OutboxRow, PageRow, StateRow
 from services.slack_blocks import page_message, resolved_message
 from watchkeeper.config import OnCallSpec
 from watchkeeper.settings import SlackSettings
 
 log = logging.getLogger("watchkeeper.notifier")
+DIGEST_KEY = "digest"
 
 
 class DeliveryError(Exception):
@@ -77,6 +79,45 @@ class Notifier:
             return "!channel" if level >= 2 else None
         shift = self.oncall.on_call(datetime.fromtimestamp(self.clock(), tz=UTC))
         return (shift.primary, shift.secondary, "!channel")[min(level, 2)]
+
+    def send_digest(self, every_seconds: float) -> int:
+        """Post the digest when it is due: every incident routed to the digest and not
+        paged that changed since the last digest, in one message. The digest's window
+        moves on only once Slack has taken it, so none is lost. Returns how many it held
+        (0 when not due or empty)."""
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        engine = self.store.engine
+        with engine.connect() as conn:
+            state = conn.execute(select(StateRow.value).where(StateRow.key == DIGEST_KEY)
+                                 ).scalar_one_or_none()
+        since = datetime.fromisoformat(state["until"]) if state else None
+        if since is not None and (now - since).total_seconds() < every_seconds:
+            return 0
+        with engine.connect() as conn:
+            query = select(IncidentRow).where(IncidentRow.route == "digest",
+                                              IncidentRow.paged_at.is_(None))
+            if since is not None:
+                query = query.where(IncidentRow.updated_at > since)
+            incidents = conn.execute(query.order_by(IncidentRow.model_id,
+                                                    IncidentRow.opened_at)).mappings().all()
+        if incidents:
+            lines = [f"• `{i['model_id']}` {i['summary']} (severity {i['severity']:.2f})"
+                     for i in incidents]
+            text = (f":newspaper: Watchkeeper digest: {len(incidents)} finding(s) that did "
+                    "not need a page\n" + "\n".join(lines))
+            try:
+                self._call(self.client.chat_postMessage, channel=self.settings.channel,
+                           text=text[:39_000])
+            except DeliveryError as exc:
+                log.warning("digest not sent (will retry): %s", exc)
+                return 0
+        with engine.begin() as conn:
+            upsert = (postgresql.insert if conn.dialect.name == "postgresql"
+                      else sqlite.insert)(StateRow)
+            conn.execute(upsert.on_conflict_do_update(
+                index_elements=["key"], set_={"value": upsert.excluded.value}),
+                [{"key": DIGEST_KEY, "value": {"until": now.isoformat()}}])
+        return len(incidents)
 
     def escalate(self) -> int:
         """Re-page incidents whose latest page nobody acknowledged within the SLA:
@@ -213,11 +254,14 @@ class Notifier:
 
 
 def run_notifier(store: SqlStore, settings: SlackSettings, *, once: bool,
-                 interval: float = 5.0, oncall: OnCallSpec | None = None) -> Report:
-    """Deliver pending messages (and escalations due) once, or every ``interval`` s."""
+                 interval: float = 5.0, oncall: OnCallSpec | None = None,
+                 digest_every: float = 24 * 3600) -> Report:
+    """Deliver pending messages, escalations and the digest when due; once, or every
+    ``interval`` seconds."""
     notifier = Notifier(store, slack_client(settings), settings, oncall=oncall)
     total = Report()
     while True:
+        notifier.send_digest(digest_every)
         report = notifier.deliver_pending()
         if notifier.escalate():
             again = notifier.deliver_pending()

@@ -384,7 +384,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
         return _unavailable(exc)
     try:
         report = run_notifier(store, slack, once=args.once, interval=args.interval,
-                              oncall=oncall)
+                              oncall=oncall, digest_every=args.digest_hours * 3600)
     finally:
         store.close()
     print(f"notify: {report.sent} delivered, {report.failed} still pending "
@@ -535,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--db", default=DEFAULT_DB)
     n.add_argument("--once", action="store_true", help="deliver what is pending and exit")
     n.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    n.add_argument("--digest-hours", type=float, default=24.0,
+                   help="how often the digest of non-paging findings is posted")
     n.add_argument("--config", type=Path,
                    help="configuration with the on-call rotation (oncall:) for mentions "
                         "and escalation")

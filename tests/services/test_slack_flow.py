@@ -320,3 +320,52 @@ def test_an_acknowledged_page_does_not_escalate(
     assert n.escalate() == 0
     assert rows(paged, "SELECT escalation_level FROM pages") == [(0,)]
     assert [m for m, _ in fake.calls] == ["chat.postMessage", "chat.update"]
+
+
+# -- digest ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def digested(tmp_path: Path, slack: tuple[FakeSlack, SlackSettings],
+             monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A benign-drift replay: an incident routed to the digest, no page."""
+    monkeypatch.chdir(tmp_path)
+    files = write_scenario(generate("benign_drift", predictions=5_000, seed=7),
+                           tmp_path / "bd.jsonl")
+    db = tmp_path / "wk.db"
+    assert main(["replay", str(files.events), "--config", str(files.config), "--db", str(db),
+                 "-q"]) == 0
+    assert rows(db, "SELECT route, paged_at FROM incidents") == [("digest", None)]
+    return db
+
+
+def test_the_digest_collects_what_did_not_page_once_per_period(
+    digested: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    clock = Clock(MONDAY_10)
+    n = Notifier(SqlStore(str(digested), migrate=False), slack_client(settings), settings,
+                 sleep=lambda _: None, clock=clock)
+    assert n.deliver_pending().sent == 0  # nothing paged
+    assert n.send_digest(24 * 3600) == 1
+    (method, body), = fake.calls
+    assert method == "chat.postMessage" and body["channel"] == "#ml-oncall"
+    assert "digest: 1 finding(s)" in body["text"] and "promo_score" in body["text"]
+    clock.now += 3600
+    assert n.send_digest(24 * 3600) == 0 and len(fake.calls) == 1  # not due yet
+    clock.now += 24 * 3600
+    assert n.send_digest(24 * 3600) == 0 and len(fake.calls) == 1  # due, nothing new
+
+
+def test_a_digest_that_fails_is_sent_later_with_nothing_lost(
+    digested: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    clock = Clock(MONDAY_10)
+    n = Notifier(SqlStore(str(digested), migrate=False), slack_client(settings), settings,
+                 sleep=lambda _: None, clock=clock)
+    fake.faults.append(Fault(500))
+    assert n.send_digest(3600) == 0 and fake.calls == []
+    clock.now += 60
+    assert n.send_digest(3600) == 1
+    assert "promo_score" in fake.calls[0][1]["text"]
