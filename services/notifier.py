@@ -22,7 +22,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.fingerprint import stable_id
@@ -170,20 +170,26 @@ class Notifier:
         report = Report()
         with self.store.engine.connect() as conn:
             ids = conn.execute(select(OutboxRow.message_id).where(OutboxRow.sent_at.is_(None))
-                               .order_by(OutboxRow.created_at, OutboxRow.message_id)
+                               .order_by(case((OutboxRow.kind == "page", 0), else_=1),
+                                         OutboxRow.created_at, OutboxRow.message_id)
                                ).scalars().all()
         for message_id in ids:
-            if self._deliver_one(message_id, report):
+            outcome = self._deliver_one(message_id, report)
+            if outcome is True:
                 report.sent += 1
-            else:
+            elif outcome is False:
                 report.failed += 1
         return report
 
-    def _deliver_one(self, message_id: str, report: Report) -> bool:
+    def _deliver_one(self, message_id: str, report: Report) -> bool | None:
+        """True when delivered, False when it failed, None when it must wait (a thread
+        reply whose page is not in Slack yet)."""
         engine = self.store.engine
         with engine.connect() as conn:
             msg = conn.execute(select(OutboxRow).where(OutboxRow.message_id == message_id)
                                ).mappings().one()
+            if msg["kind"] == "thread" and self._posted_page(conn, msg["incident_id"]) is None:
+                return None
         for attempt in range(self.max_attempts):
             report.attempts += 1
             try:
@@ -224,10 +230,18 @@ class Notifier:
                                   channel=page["channel"] or self.settings.channel,
                                   text=text, blocks=blocks)
                 return str(resp["channel"]), str(resp["ts"])
+            if msg["kind"] == "thread":
+                root = self._posted_page(conn, msg["incident_id"])
+                assert root is not None
+                payload = msg["payload"]
+                lines = "\n".join(f"• {line}" for line in payload["summaries"])
+                self._call(self.client.chat_postMessage, channel=root["slack_channel"],
+                           thread_ts=root["slack_ts"],
+                           text=f":repeat: still firing ({payload['alerts']} alert(s)):\n"
+                                f"{lines}")
+                return None
             if msg["kind"] == "resolve":
-                posted = conn.execute(select(PageRow).where(
-                    PageRow.incident_id == msg["incident_id"], PageRow.slack_ts.is_not(None))
-                ).mappings().first()
+                posted = self._posted_page(conn, msg["incident_id"])
                 if posted is None:
                     return None  # never delivered: nothing to update
                 text, blocks = resolved_message(posted["summary"])
@@ -235,6 +249,13 @@ class Notifier:
                            ts=posted["slack_ts"], text=text, blocks=blocks)
                 return None
         raise DeliveryError(f"unknown outbox kind {msg['kind']!r}", retryable=False)
+
+    @staticmethod
+    def _posted_page(conn: Any, incident_id: str) -> Any:
+        """The incident's first page that Slack has (its thread is the incident's)."""
+        return conn.execute(select(PageRow).where(
+            PageRow.incident_id == incident_id, PageRow.slack_ts.is_not(None))
+            .order_by(PageRow.escalation_level)).mappings().first()
 
     @staticmethod
     def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:

@@ -193,6 +193,8 @@ class SqlStore:
                     "incident_id": p["incident_id"], "payload": _jsonable(p), "created_at": now,
                     "sent_at": None, "attempts": 0, "last_error": None} for p in pages],
                     ["message_id"], False)
+                self._insert(conn, OutboxRow, self._thread_messages(conn, changes, now),
+                             ["message_id"], False)
                 self._insert(conn, OutboxRow, [{
                     "message_id": stable_id("resolve", i), "kind": "resolve", "page_id": None,
                     "incident_id": i, "payload": {"incident_id": i}, "created_at": now,
@@ -207,6 +209,33 @@ class SqlStore:
                     clocks[m] = max(c, clocks.get(m, float("-inf")))
                 self._insert(conn, StateRow, [{"key": CLOCKS_KEY, "value": clocks}], ["key"],
                              True)
+
+    @staticmethod
+    def _thread_messages(conn: Connection, changes: Changes,
+                         now: datetime) -> list[dict[str, Any]]:
+        """Repeats after a page go to its thread, not to new pages: one reply per incident
+        per hour of event time, listing what still fires (a stable id dedupes the rest)."""
+        paged: dict[str, float | None] = {}
+        replies: dict[tuple[str, int], dict[str, str]] = {}
+        for o in changes.occurrences:
+            alert = changes.alerts.get(o.alert_id)
+            if alert is None or alert.incident_id is None:
+                continue
+            if alert.incident_id not in paged:
+                at = conn.execute(select(IncidentRow.paged_at).where(
+                    IncidentRow.incident_id == alert.incident_id)).scalar_one_or_none()
+                paged[alert.incident_id] = to_ts(at)
+            paged_at = paged[alert.incident_id]
+            if paged_at is not None and o.ts > paged_at:
+                key = (alert.incident_id, int(o.ts // 3600))
+                replies.setdefault(key, {})[alert.alert_id] = alert.summary
+        return [{
+            "message_id": stable_id("thread", incident_id, hour), "kind": "thread",
+            "page_id": None, "incident_id": incident_id,
+            "payload": {"summaries": list(summaries.values())[:10],
+                        "alerts": len(summaries)},
+            "created_at": now, "sent_at": None, "attempts": 0, "last_error": None}
+            for (incident_id, hour), summaries in sorted(replies.items())]
 
     def record_rejects(self, source: str, rejects: Sequence[tuple[int, Reject]]) -> None:
         if not rejects:

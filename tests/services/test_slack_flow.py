@@ -66,6 +66,15 @@ def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def posts(fake: FakeSlack) -> list[dict[str, Any]]:
+    """Top-level messages (pages, digests): not replies in a thread."""
+    return [b for m, b in fake.calls if m == "chat.postMessage" and not b.get("thread_ts")]
+
+
+def replies(fake: FakeSlack) -> list[dict[str, Any]]:
+    return [b for m, b in fake.calls if m == "chat.postMessage" and b.get("thread_ts")]
+
+
 def notifier(db: Path, settings: SlackSettings, sleeps: list[float],
              timeout: int = 10) -> Notifier:
     return Notifier(SqlStore(str(db), migrate=False), slack_client(settings, timeout=timeout),
@@ -76,13 +85,20 @@ def test_the_page_reaches_slack_once_with_its_buttons(
     paged: Path, slack: tuple[FakeSlack, SlackSettings],
 ) -> None:
     fake, settings = slack
-    assert rows(paged, "SELECT kind, sent_at FROM outbox") == [("page", None)]
+    # the page, and one thread reply per hour of event time in which its alerts repeated
+    assert rows(paged, "SELECT kind, count(*), max(sent_at) FROM outbox GROUP BY kind "
+                       "ORDER BY kind") == [("page", 1, None), ("thread", 2, None)]
     assert rows(paged, "SELECT dry_run, delivered FROM pages") == [(0, 0)]
     sleeps: list[float] = []
     report = notifier(paged, settings, sleeps).deliver_pending()
-    assert (report.sent, report.failed, report.attempts) == (1, 0, 1)
-    (method, body), = fake.calls
-    assert method == "chat.postMessage" and body["channel"] == "#ml-oncall"
+    assert (report.sent, report.failed, report.attempts) == (3, 0, 3)
+    (body,) = posts(fake)
+    assert fake.calls[0] == ("chat.postMessage", body)  # the page goes first
+    assert body["channel"] == "#ml-oncall"
+    page_ts = fake.answer("chat.postMessage", {})["ts"]  # (the fake numbers its messages)
+    assert len(replies(fake)) == 2
+    assert {r["thread_ts"] for r in replies(fake)} == {f"{int(float(page_ts)) - 3}.000100"}
+    assert all(r["text"].startswith(":repeat: still firing") for r in replies(fake))
     actions = next(b for b in body["blocks"] if b["type"] == "actions")
     (alert_id,) = {e["value"] for e in actions["elements"]}
     assert [e["action_id"] for e in actions["elements"]] == [
@@ -92,7 +108,7 @@ def test_the_page_reaches_slack_once_with_its_buttons(
     text = json.dumps(body["blocks"])
     assert "performance on car_loan" in text and "tolerance" in text
     again = notifier(paged, settings, sleeps).deliver_pending()
-    assert (again.sent, len(fake.calls)) == (0, 1)  # a restart posts nothing twice
+    assert (again.sent, len(fake.calls)) == (0, 3)  # a restart posts nothing twice
 
 
 def test_rate_limits_server_errors_and_timeouts_are_retried_and_recorded(
@@ -104,11 +120,12 @@ def test_rate_limits_server_errors_and_timeouts_are_retried_and_recorded(
     fake.faults.extend([Fault(429, retry_after=7), Fault(503), Fault(504, delay=2.5)])
     sleeps: list[float] = []
     report = notifier(paged, settings, sleeps, timeout=1).deliver_pending()
-    assert (report.sent, report.attempts) == (1, 4)
+    assert (report.sent, report.attempts) == (3, 6)  # the page took 4 attempts
     assert sleeps == [7.0, 2.0, 4.0]  # Retry-After, then exponential backoff
-    assert rows(paged, "SELECT attempts, last_error FROM outbox") == [(4, None)]
+    assert rows(paged, "SELECT attempts, last_error FROM outbox WHERE kind = 'page'") == [
+        (4, None)]
     time.sleep(2)  # the slow (failed) answer to the timed-out call comes and goes
-    assert [m for m, _ in fake.calls].count("chat.postMessage") == 1
+    assert len(posts(fake)) == 1
 
 
 def test_a_refused_call_is_recorded_and_not_retried(
@@ -117,9 +134,10 @@ def test_a_refused_call_is_recorded_and_not_retried(
     _, settings = slack
     wrong = SlackSettings(bot_token="xoxb-wrong", api_url=settings.api_url)
     report = notifier(paged, wrong, []).deliver_pending()
+    # the page is refused; its thread replies wait for it, untried
     assert (report.sent, report.failed, report.attempts) == (0, 1, 1)
-    assert rows(paged, "SELECT attempts, last_error FROM outbox") == [
-        (1, "Slack refused: invalid_auth")]
+    assert rows(paged, "SELECT kind, attempts, last_error FROM outbox ORDER BY kind") == [
+        ("page", 1, "Slack refused: invalid_auth"), ("thread", 0, None), ("thread", 0, None)]
 
 
 def sign(body: bytes, ts: int, secret: str = SECRET) -> dict[str, str]:
@@ -283,19 +301,19 @@ def test_the_page_mentions_whoever_is_on_call_and_escalates_without_an_ack(
     clock = Clock(MONDAY_10)
     n = Notifier(SqlStore(str(paged), migrate=False), slack_client(settings), settings,
                  oncall=ONCALL, sleep=lambda _: None, clock=clock)
-    assert n.deliver_pending().sent == 1
-    first = fake.calls[-1][1]
+    assert n.deliver_pending().sent == 3  # the page and its thread replies
+    first = posts(fake)[-1]
     assert first["text"].startswith("<@U0BOB> ")  # week 2 of the rotation: Bob
     clock.now += 899
     assert n.escalate() == 0  # the SLA has not run out
     clock.now += 2
     assert n.escalate() == 1
     assert n.deliver_pending().sent == 1
-    second = fake.calls[-1][1]
+    second = posts(fake)[-1]
     assert second["text"].startswith("<@U0ALICE> ") and "escalated, level 1" in second["text"]
     clock.now += 901
     assert n.escalate() == 1 and n.deliver_pending().sent == 1
-    assert fake.calls[-1][1]["text"].startswith("<!channel> ")
+    assert posts(fake)[-1]["text"].startswith("<!channel> ")
     clock.now += 901
     assert n.escalate() == 0  # the channel was the last level
     assert rows(paged, "SELECT escalation_level, delivered FROM pages "
@@ -310,7 +328,7 @@ def test_an_acknowledged_page_does_not_escalate(
     n = Notifier(SqlStore(str(paged), migrate=False), slack_client(settings), settings,
                  oncall=ONCALL, sleep=lambda _: None, clock=clock)
     n.deliver_pending()
-    assert fake.calls[-1][1]["text"].startswith("<@U0BOB> ")
+    assert posts(fake)[-1]["text"].startswith("<@U0BOB> ")
     body = interaction(fake, "acknowledge", user="U0BOB")
     assert post(paged, settings, [(body, sign(body, int(MONDAY_10) + 60))],
                 now=MONDAY_10 + 60) == [200]
@@ -319,7 +337,7 @@ def test_an_acknowledged_page_does_not_escalate(
     clock.now += 3600
     assert n.escalate() == 0
     assert rows(paged, "SELECT escalation_level FROM pages") == [(0,)]
-    assert [m for m, _ in fake.calls] == ["chat.postMessage", "chat.update"]
+    assert len(posts(fake)) == 1 and [m for m, _ in fake.calls][-1] == "chat.update"
 
 
 # -- digest ---------------------------------------------------------------------------------

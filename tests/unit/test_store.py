@@ -285,7 +285,10 @@ def test_apply_queues_one_outbox_message_per_page_and_a_resolve(store: SqlStore,
     t, c = mixed_changes()
     store.apply(c, dry_run=False)
     page = c.pages[0]
-    outbox = query(db, "SELECT * FROM outbox")
+    # a repeat after the page goes to its thread (one reply per incident and hour)
+    assert query(db, "SELECT kind, incident_id FROM outbox WHERE kind = 'thread'") == [
+        {"kind": "thread", "incident_id": page.incident_id}]
+    outbox = query(db, "SELECT * FROM outbox WHERE kind != 'thread'")
     assert [
         (r["message_id"], r["kind"], r["page_id"], r["incident_id"], r["sent_at"], r["attempts"])
         for r in outbox
@@ -308,6 +311,7 @@ def test_apply_queues_one_outbox_message_per_page_and_a_resolve(store: SqlStore,
     assert outbox == [
         {"kind": "page", "page_id": page.page_id, "incident_id": page.incident_id},
         {"kind": "resolve", "page_id": None, "incident_id": page.incident_id},
+        {"kind": "thread", "page_id": None, "incident_id": page.incident_id},
     ]
     statuses = {r["status"] for r in query(db, "SELECT status FROM alert_history")}
     assert statuses == {"resolved"}
@@ -336,7 +340,7 @@ def test_applying_the_same_changes_twice_adds_nothing(store: SqlStore, db: Path)
         "occurrences": 5,
         "statistic_snapshots": 5,
         "page_log": 1,
-        "outbox": 1,
+        "outbox": 2,  # the page and one thread reply
         "pipeline_state": 1,
         "rejected_events": 0,
     }
@@ -579,9 +583,11 @@ def test_broken_pipeline_end_to_end_pages_once_and_replays_idempotently(
     assert [(r["page_id"], r["kind"], r["subject"], r["delivered"]) for r in pages] == [
         (page.page_id, "performance", "accuracy", 0)
     ]
-    assert query(db, "SELECT kind, page_id FROM outbox") == [
+    assert query(db, "SELECT kind, page_id FROM outbox WHERE kind = 'page'") == [
         {"kind": "page", "page_id": page.page_id}
     ]
+    threads = query(db, "SELECT count(*) AS n FROM outbox WHERE kind = 'thread'")[0]["n"]
+    assert threads >= 1  # repeats after the page go to its thread
     history = query(db, "SELECT * FROM alert_history")
     assert {(r["kind"], r["subject"]) for r in history} == {
         ("performance", "accuracy"),
@@ -598,7 +604,7 @@ def test_broken_pipeline_end_to_end_pages_once_and_replays_idempotently(
     assert routes[("data_quality", "driver_tenure")] == "page"
     assert routes[("data_quality", "car_value")] == "page"
     once = counts(db)
-    assert once["page_log"] == 1 and once["outbox"] == 1
+    assert once["page_log"] == 1 and once["outbox"] == 1 + threads
     assert once["occurrences"] == sum(pipeline.totals.signals.values())
 
     again_store = SqlStore(str(db))
