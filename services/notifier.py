@@ -27,7 +27,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.fingerprint import stable_id
 from alerts.store.sql import SqlStore
-from alerts.store.tables import AlertRow, IncidentRow, OutboxRow, PageRow, StateRow
+from alerts.store.tables import (
+    AlertRow,
+    DeliveryAttemptRow,
+    IncidentRow,
+    OutboxRow,
+    PageRow,
+    StateRow,
+)
 from services.slack_blocks import page_message, resolved_message
 from watchkeeper.config import OnCallSpec
 from watchkeeper.settings import SlackSettings
@@ -199,6 +206,9 @@ class Notifier:
                     conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
                                  .values(attempts=OutboxRow.attempts + 1,
                                          last_error=str(exc)[:1000]))
+                    conn.execute(insert(DeliveryAttemptRow).values(
+                        message_id=message_id, ok=False, error=str(exc)[:1000],
+                        attempted_at=datetime.fromtimestamp(self.clock(), tz=UTC)))
                 log.warning("outbox %s: attempt %d failed: %s", message_id, attempt + 1, exc)
                 if not exc.retryable:
                     return False
@@ -210,6 +220,8 @@ class Notifier:
                 conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
                              .values(attempts=OutboxRow.attempts + 1, sent_at=now,
                                      last_error=None))
+                conn.execute(insert(DeliveryAttemptRow).values(
+                    message_id=message_id, ok=True, error=None, attempted_at=now))
                 if msg["kind"] == "page" and where is not None:
                     conn.execute(update(PageRow).where(PageRow.page_id == msg["page_id"])
                                  .values(delivered=True, delivered_at=now,

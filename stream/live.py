@@ -58,11 +58,12 @@ class LiveProcessor:
     is sent twice.
     """
 
-    def __init__(self, config: Config, store: Store, *, app_id: str,
+    def __init__(self, config: Config, store: Store, *, app_id: str, dry_run: bool = True,
                  pipeline_factory: Callable[[int], Pipeline] | None = None) -> None:
         self.config = config
         self.store = store
         self.app_id = app_id
+        self.dry_run = dry_run  # False: pages are queued in the outbox for the notifier
         self._factory = pipeline_factory or self._new_pipeline
         self.pipelines: dict[int, Pipeline] = {}
         self.offsets: dict[int, dict[str, int]] = {}  # partition -> topic -> last offset in
@@ -70,7 +71,7 @@ class LiveProcessor:
 
     def _new_pipeline(self, partition: int) -> Pipeline:
         pipeline = Pipeline(self.config, self.store, source=f"{self.app_id}:{partition}",
-                            dry_run=True)
+                            dry_run=self.dry_run)
         saved = self.store.load_checkpoint(self.app_id, partition)
         if saved is not None:
             pipeline.restore(saved.state)

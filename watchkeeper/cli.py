@@ -358,7 +358,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except RetryableError as exc:
         return _unavailable(exc)
-    processor = LiveProcessor(config, store, app_id=settings.app_id)
+    processor = LiveProcessor(config, store, app_id=settings.app_id,
+                              dry_run=not SlackSettings().enabled)
     ensure_topics(settings)
     if settings.engine == "direct":
         from stream.direct import run_direct

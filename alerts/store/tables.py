@@ -152,6 +152,18 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class DeliveryAttemptRow(Base):
+    """Every call the notifier made to Slack for an outbox message, and how it went."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("outbox.message_id"), index=True)
+    attempted_at: Mapped[datetime]
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class AcknowledgementRow(Base):
     __tablename__ = "acknowledgements"
 

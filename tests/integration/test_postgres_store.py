@@ -18,8 +18,8 @@ ALERT_HISTORY = ["alert_id", "fingerprint", "model_id", "kind", "subject", "seve
                  "acknowledged_by", "resolved_at", "summary"]
 PAGES = ["page_id", "alert_id", "model_id", "kind", "subject", "paged_at", "channel",
          "escalation_level", "delivered"]
-TABLES = {"acknowledgements", "alerts", "feedback", "incidents", "occurrences", "outbox",
-          "page_log", "partition_state", "pipeline_state", "rejected_events", "silences",
+TABLES = {"acknowledgements", "alerts", "delivery_attempts", "feedback", "incidents",
+          "occurrences", "outbox", "page_log", "partition_state", "pipeline_state", "rejected_events", "silences",
           "statistic_snapshots"}
 
 

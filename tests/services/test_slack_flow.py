@@ -124,6 +124,10 @@ def test_rate_limits_server_errors_and_timeouts_are_retried_and_recorded(
     assert sleeps == [7.0, 2.0, 4.0]  # Retry-After, then exponential backoff
     assert rows(paged, "SELECT attempts, last_error FROM outbox WHERE kind = 'page'") == [
         (4, None)]
+    assert rows(paged, "SELECT d.ok, d.error FROM delivery_attempts d JOIN outbox o "
+                       "ON o.message_id = d.message_id WHERE o.kind = 'page' ORDER BY d.id") == [
+        (0, "rate limited (429)"), (0, "Slack error 503"),
+        (0, "no answer from Slack: timed out"), (1, None)]
     time.sleep(2)  # the slow (failed) answer to the timed-out call comes and goes
     assert len(posts(fake)) == 1
 

@@ -192,10 +192,12 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
         ("table", t)
         for t in [*TABLES, "silences", "feedback", "acknowledgements", "alembic_version"]
     } <= created
-    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0003"}]
+    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0004"}]
     assert ("table", "partition_state") in created
-    schema.downgrade(url, "0001")  # down to 0001: only the checkpoints table goes
-    assert objects(db) == created - {("table", "partition_state")}
+    schema.downgrade(url, "0001")  # down to 0001: the checkpoints and attempts tables go
+    assert objects(db) == created - {("table", "partition_state"),
+                                     ("table", "delivery_attempts"),
+                                     ("index", "ix_delivery_attempts_message_id")}
     schema.downgrade(url)
     assert objects(db) <= {("table", "alembic_version")}
     assert query(db, "SELECT * FROM alembic_version") == []
