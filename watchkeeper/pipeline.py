@@ -7,6 +7,7 @@ keeps the counts a report needs. The core and triage are pure; the store is the 
 from __future__ import annotations
 
 import pickle
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from stream.core import BatchResult, Core
 from stream.reference import load_profiles
 from stream.signals import Signal
 from watchkeeper.config import Config
+
+MUTES_REFRESH_SECONDS = 30.0
 
 
 @dataclass
@@ -46,12 +49,14 @@ class Pipeline:
         self.on_page = on_page
         self.on_signal = on_signal
         self.totals = Totals()
+        self._mutes_loaded = time.monotonic()
 
     def feed(self, messages: Sequence[bytes],
              checkpoint: Callable[[bytes], Checkpoint] | None = None) -> BatchResult:
         """Process a batch. With ``checkpoint``, the monitors' state after it is stored in
         the same transaction as its alerts (``checkpoint`` turns the state into one)."""
         result = self.core.process(messages)
+        self._refresh_mutes()
         changes = self.triage.process(result.signals)
         changes.merge(self.triage.advance(self.core.watermarks))
         self._count(result, changes)
@@ -60,6 +65,15 @@ class Pipeline:
             self.store.apply(changes, dry_run=self.dry_run,
                              checkpoint=checkpoint(self.snapshot()) if checkpoint else None)
         return result
+
+    def _refresh_mutes(self) -> None:
+        """Silences and "not actionable" verdicts given in Slack, the CLI or the API reach
+        a running pipeline within ``MUTES_REFRESH_SECONDS``."""
+        if self.store is None or time.monotonic() - self._mutes_loaded < MUTES_REFRESH_SECONDS:
+            return
+        self.triage.silences, self.triage.feedback = self.store.load_mutes(
+            self.config.triage)
+        self._mutes_loaded = time.monotonic()
 
     def snapshot(self) -> bytes:
         """The monitors' whole state (the core), compressed; see :meth:`restore`."""

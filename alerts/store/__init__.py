@@ -3,10 +3,12 @@ SQLAlchemy implementation (PostgreSQL, SQLite) is :class:`alerts.store.sql.SqlSt
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from alerts.model import Silence
 from alerts.pipeline import Changes, Triage
 from stream.events import Reject
 from watchkeeper.config import TriagePolicy
@@ -33,6 +35,11 @@ class Store(Protocol):
               checkpoint: Checkpoint | None = None) -> None:
         """Persist one call's changes atomically and idempotently; queue pages for delivery
         in the outbox unless ``dry_run``; with ``checkpoint``, in the same transaction."""
+        ...
+
+    def load_mutes(self, policy: TriagePolicy) -> tuple[list[Silence],
+                                                        Counter[tuple[str, str, str]]]:
+        """Silences and "not actionable" counts, as people have set them so far."""
         ...
 
     def load_checkpoint(self, app_id: str, partition: int) -> Checkpoint | None:

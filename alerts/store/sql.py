@@ -259,6 +259,17 @@ class SqlStore:
             incident_rows = conn.execute(select(IncidentRow).where(
                 IncidentRow.status != Status.RESOLVED.value)).mappings().all()
             incidents = [_incident(r) for r in incident_rows]
+            clocks = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
+            clock_map = dict(clocks.scalar_one_or_none() or {})
+        silences, feedback = self.load_mutes(policy)
+        return Triage(policy, alerts=alerts, incidents=incidents, feedback=feedback,
+                      silences=silences, clocks=clock_map)
+
+    def load_mutes(self, policy: TriagePolicy) -> tuple[list[Silence],
+                                                        Counter[tuple[str, str, str]]]:
+        """What people said: silences (stored and configured) and "not actionable" counts.
+        Cheap; a running pipeline reloads it every little while."""
+        with self.engine.connect() as conn:
             feedback: Counter[tuple[str, str, str]] = Counter()
             for model_id, kind, subject, n in conn.execute(
                     select(FeedbackRow.model_id, FeedbackRow.kind, FeedbackRow.subject,
@@ -270,8 +281,6 @@ class SqlStore:
                 starts_at=to_ts(r.starts_at) or 0.0, ends_at=to_ts(r.ends_at) or 0.0,
                 created_by=r.created_by, comment=r.comment)
                 for r in conn.execute(select(SilenceRow)).all()]
-            clocks = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
-            clock_map = dict(clocks.scalar_one_or_none() or {})
         for spec in policy.silences:
             silences.append(Silence(
                 silence_id=stable_id("config-silence", spec.model_id, spec.kind, spec.subject,
@@ -280,8 +289,7 @@ class SqlStore:
                 subject=spec.subject,
                 starts_at=spec.starts_at.timestamp() if spec.starts_at else 0.0,
                 created_by="config", comment=spec.comment))
-        return Triage(policy, alerts=alerts, incidents=incidents, feedback=feedback,
-                      silences=silences, clocks=clock_map)
+        return silences, feedback
 
     def load_checkpoint(self, app_id: str, partition: int) -> Checkpoint | None:
         with self.engine.connect() as conn:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+import watchkeeper.pipeline as pipeline_module
 from alerts.store.sql import SqlStore
 from services.api import build_api
+from stream.scenarios import generate, write_scenario
 from tests.services.test_slack_flow import paged, slack  # noqa: F401 - fixtures
 from watchkeeper.cli import main
+from watchkeeper.config import load_config
 
 TOKEN = "s3cret-token"
 ACTION = {"ack": "acknowledge", "resolve": "resolve", "silence": "silence",
@@ -83,3 +87,27 @@ def test_slack_interactions_are_refused_without_a_signing_secret(paged: Path) ->
     status, _ = call(paged, "/slack/interactions", {"X-Slack-Signature": "v0=00",
                                                     "X-Slack-Request-Timestamp": "1"})
     assert status == 401
+
+
+def test_a_running_pipeline_picks_up_new_silences_and_feedback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files = write_scenario(generate("broken_pipeline", predictions=3_000, seed=7),
+                           tmp_path / "bp.jsonl")
+    store = SqlStore(str(tmp_path / "wk.db"))
+    pipe = pipeline_module.Pipeline(load_config(files.config), store, source="x")
+    lines = files.events.read_bytes().splitlines()
+    pipe.feed(lines[:2000])
+    assert pipe.triage.feedback == {}
+    assert pipe.triage.alerts, "the first 2,000 events raise alerts"
+    alert_id = next(iter(pipe.triage.alerts))
+    store.act(alert_id, "not_actionable", "alice", datetime.now(tz=UTC))
+    store.act(alert_id, "silence", "alice", datetime.now(tz=UTC), silence_for=3600)
+    pipe.feed(lines[2000:2100])
+    assert pipe.triage.feedback == {}  # not yet: refreshed every 30 s
+    monkeypatch.setattr(pipeline_module, "MUTES_REFRESH_SECONDS", 0.0)
+    pipe.feed(lines[2100:2200])
+    alert = pipe.triage.alerts[alert_id]
+    assert pipe.triage.feedback == {(alert.model_id, alert.kind, alert.subject): 1}
+    assert [(s.model_id, s.kind, s.subject) for s in pipe.triage.silences] == [
+        (alert.model_id, alert.kind, alert.subject)]
