@@ -179,6 +179,17 @@ def open_store(db: str, *, migrate: bool = True) -> SqlStore:
                              f"{str(exc).splitlines()[0]}") from None
 
 
+def existing_store(db: str) -> tuple[SqlStore | None, int]:
+    """The store at ``db`` for a command that reads or acts on history (it must be at the
+    current schema), or None and the exit code, the error already printed."""
+    try:
+        return open_store(db, migrate=False), EXIT_OK
+    except ConfigError as exc:
+        return None, _fail(str(exc))
+    except RetryableError as exc:
+        return None, _unavailable(exc)
+
+
 def redact(url: str) -> str:
     """A database URL without its password.
 
@@ -234,12 +245,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from watchkeeper import history
 
-    try:
-        store = open_store(args.db, migrate=False)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except RetryableError as exc:
-        return _unavailable(exc)
+    store, code = existing_store(args.db)
+    if store is None:
+        return code
     try:
         if args.alerts_command == "list":
             history.print_list(store, model=args.model, status=args.status, kind=args.kind,
@@ -255,12 +263,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from watchkeeper import history
 
-    try:
-        store = open_store(args.db, migrate=False)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except RetryableError as exc:
-        return _unavailable(exc)
+    store, code = existing_store(args.db)
+    if store is None:
+        return code
     try:
         history.print_query(store, args.query)
     except SQLAlchemyError as exc:
@@ -378,11 +383,11 @@ def cmd_notify(args: argparse.Namespace) -> int:
         return _fail("set WATCHKEEPER_SLACK_BOT_TOKEN (see README: Slack)")
     try:
         oncall = load_config(args.config).oncall if args.config else None
-        store = open_store(args.db, migrate=False)
     except ConfigError as exc:
         return _fail(str(exc))
-    except RetryableError as exc:
-        return _unavailable(exc)
+    store, code = existing_store(args.db)
+    if store is None:
+        return code
     try:
         report = run_notifier(store, slack, once=args.once, interval=args.interval,
                               oncall=oncall, digest_every=args.digest_hours * 3600)
@@ -403,12 +408,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     if not slack.signing_secret and not slack.api_token:
         return _fail("set WATCHKEEPER_SLACK_SIGNING_SECRET and/or WATCHKEEPER_API_TOKEN "
                      "(see README: Slack)")
-    try:
-        store = open_store(args.db, migrate=False)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except RetryableError as exc:
-        return _unavailable(exc)
+    store, code = existing_store(args.db)
+    if store is None:
+        return code
     client = slack_client(slack) if slack.enabled else None
     web.run_app(build_api(store, slack.signing_secret, client, api_token=slack.api_token),
                 host=args.host, port=args.port, print=None)
@@ -419,12 +421,9 @@ def cmd_action(args: argparse.Namespace) -> int:
     """ack / resolve / silence / not-actionable from the terminal."""
     from datetime import UTC, datetime
 
-    try:
-        store = open_store(args.db, migrate=False)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except RetryableError as exc:
-        return _unavailable(exc)
+    store, code = existing_store(args.db)
+    if store is None:
+        return code
     try:
         with store.engine.connect() as conn:
             from sqlalchemy import text
