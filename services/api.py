@@ -9,6 +9,7 @@ not actionable) as the Slack user who pressed it, and updates the message to sho
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -100,7 +101,8 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
         if payload.get("type") != "block_actions" or action_id not in BUTTONS:
             return web.json_response({"error": "unsupported interaction"}, status=400)
         at = datetime.fromtimestamp(now, tz=UTC)
-        result = store.act(alert_id, action_id, user, at)
+        # database and Slack calls are blocking: off the event loop
+        result = await asyncio.to_thread(store.act, alert_id, action_id, user, at)
         if result is None:
             return web.json_response({"text": f"no alert {alert_id}"})
         channel = (payload.get("container") or {}).get("channel_id") or (
@@ -110,10 +112,9 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
         blocks = (payload.get("message") or {}).get("blocks") or []
         if client is not None and channel and ts:
             try:
-                client.chat_update(channel=channel, ts=ts,
-                                   text=f"{action_id} by {user}",
-                                   blocks=acted_message(blocks, action_id, user,
-                                                        at.isoformat()))
+                await asyncio.to_thread(
+                    client.chat_update, channel=channel, ts=ts, text=f"{action_id} by {user}",
+                    blocks=acted_message(blocks, action_id, user, at.isoformat()))
             except SlackApiError as exc:  # the action stands; the message lags behind
                 log.warning("could not update the Slack message: %s", exc)
         return web.json_response({"ok": True, "status": result["status"]})
@@ -133,9 +134,9 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
         except ValueError:
             return web.json_response({"error": "the body is not JSON"}, status=400)
         actor = str((data or {}).get("by") or "api")
-        result = store.act(request.match_info["alert_id"], action, actor,
-                           datetime.fromtimestamp(clock(), tz=UTC),
-                           note=str((data or {}).get("note") or ""))
+        result = await asyncio.to_thread(
+            store.act, request.match_info["alert_id"], action, actor,
+            datetime.fromtimestamp(clock(), tz=UTC), note=str((data or {}).get("note") or ""))
         if result is None:
             return web.json_response({"error": "no such alert"}, status=404)
         return web.json_response({"ok": True, "alert_id": result["alert_id"],
