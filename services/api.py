@@ -53,7 +53,7 @@ def verify_slack_signature(secret: str, timestamp: str | None, body: bytes,
         return False
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
 class ReplayGuard:
@@ -96,7 +96,7 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
             action = payload["actions"][0]
             action_id, alert_id = action["action_id"], action["value"]
             user = payload["user"]["id"]
-        except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+        except (KeyError, IndexError, ValueError, UnicodeDecodeError, TypeError):
             return web.json_response({"error": "not a block_actions payload"}, status=400)
         if payload.get("type") != "block_actions" or action_id not in BUTTONS:
             return web.json_response({"error": "unsupported interaction"}, status=400)
@@ -133,6 +133,8 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
             data = await request.json() if request.can_read_body else {}
         except ValueError:
             return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(data, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
         actor = str((data or {}).get("by") or "api")
         result = await asyncio.to_thread(
             store.act, request.match_info["alert_id"], action, actor,

@@ -22,12 +22,13 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.fingerprint import stable_id
 from alerts.store.sql import SqlStore
 from alerts.store.tables import (
+    AcknowledgementRow,
     AlertRow,
     DeliveryAttemptRow,
     IncidentRow,
@@ -41,6 +42,7 @@ from watchkeeper.settings import SlackSettings
 
 log = logging.getLogger("watchkeeper.notifier")
 DIGEST_KEY = "digest"
+GIVE_UP_ATTEMPTS = 50  # a message that failed this often is left for a person (last_error)
 
 
 class DeliveryError(Exception):
@@ -135,38 +137,44 @@ class Notifier:
         timeout = self.oncall.ack_timeout_seconds
         queued = 0
         with self.store.engine.begin() as conn:
-            pages = conn.execute(select(PageRow).where(PageRow.delivered.is_(True),
-                                                       PageRow.dry_run.is_(False))
-                                 ).mappings().all()
+            pages = conn.execute(
+                select(PageRow).join(IncidentRow,
+                                     IncidentRow.incident_id == PageRow.incident_id)
+                .where(PageRow.dry_run.is_(False), IncidentRow.status != "resolved")
+            ).mappings().all()
             latest: dict[str, Any] = {}
             for page in pages:
                 seen = latest.get(page["incident_id"])
                 if seen is None or page["escalation_level"] > seen["escalation_level"]:
                     latest[page["incident_id"]] = page
             for page in latest.values():
+                if not page["delivered"] or page["escalation_level"] >= 2:
+                    continue  # the last level, or its page is not out yet
                 delivered = page["delivered_at"]
                 if delivered.tzinfo is None:
                     delivered = delivered.replace(tzinfo=UTC)
-                if page["escalation_level"] >= 2 or (now - delivered).total_seconds() < timeout:
+                if (now - delivered).total_seconds() < timeout:
                     continue
+                alert_ids = list(page["alert_ids"]) or [page["alert_id"]]
+                answered = conn.execute(select(func.count()).select_from(AcknowledgementRow)
+                                        .where(AcknowledgementRow.alert_id.in_(alert_ids))
+                                        ).scalar_one()
                 statuses = conn.execute(select(AlertRow.status).where(
-                    AlertRow.alert_id.in_(list(page["alert_ids"]) or [page["alert_id"]]))
-                ).scalars().all()
-                incident = conn.execute(select(IncidentRow.status).where(
-                    IncidentRow.incident_id == page["incident_id"])).scalar_one()
-                if incident == "resolved" or any(s in ("acknowledged", "resolved")
-                                                 for s in statuses):
-                    continue
+                    AlertRow.alert_id.in_(alert_ids))).scalars().all()
+                if answered or any(st in ("acknowledged", "resolved") for st in statuses):
+                    continue  # a person responded (any button): no one else is woken
                 level = page["escalation_level"] + 1
                 new = {k: v for k, v in page.items()
                        if k not in ("delivered_at", "slack_channel", "slack_ts")}
                 new.update(page_id=stable_id("page", page["incident_id"], level),
                            escalation_level=level, paged_at=now, delivered=False)
-                conn.execute(insert(PageRow).values(**new))
-                conn.execute(insert(OutboxRow).values(
+                ins = (postgresql.insert if conn.dialect.name == "postgresql"
+                       else sqlite.insert)
+                conn.execute(ins(PageRow).values(**new).on_conflict_do_nothing())
+                conn.execute(ins(OutboxRow).values(
                     message_id=new["page_id"], kind="page", page_id=new["page_id"],
                     incident_id=page["incident_id"], payload={"escalation_level": level},
-                    created_at=now, attempts=0))
+                    created_at=now, attempts=0).on_conflict_do_nothing())
                 queued += 1
                 log.warning("incident %s: not acknowledged in %.0f s, escalated to level %d",
                             page["incident_id"], timeout, level)
@@ -176,7 +184,8 @@ class Notifier:
         """Deliver every unsent outbox message, oldest first."""
         report = Report()
         with self.store.engine.connect() as conn:
-            ids = conn.execute(select(OutboxRow.message_id).where(OutboxRow.sent_at.is_(None))
+            ids = conn.execute(select(OutboxRow.message_id).where(
+                OutboxRow.sent_at.is_(None), OutboxRow.attempts < GIVE_UP_ATTEMPTS)
                                .order_by(case((OutboxRow.kind == "page", 0), else_=1),
                                          OutboxRow.created_at, OutboxRow.message_id)
                                ).scalars().all()
@@ -197,10 +206,22 @@ class Notifier:
                                ).mappings().one()
             if msg["kind"] == "thread" and self._posted_page(conn, msg["incident_id"]) is None:
                 return None
+            if msg["kind"] == "resolve" and conn.execute(
+                    select(func.count()).select_from(PageRow).where(
+                        PageRow.incident_id == msg["incident_id"],
+                        PageRow.dry_run.is_(False), PageRow.delivered.is_(False))
+            ).scalar_one():
+                return None  # a page of this incident is still to go out: update it after
         for attempt in range(self.max_attempts):
             report.attempts += 1
             try:
-                where = self._send(dict(msg))
+                try:
+                    where = self._send(dict(msg))
+                except DeliveryError:
+                    raise
+                except Exception as exc:  # a bad row or payload must not stop the others
+                    raise DeliveryError(f"cannot deliver: {type(exc).__name__}: {exc}",
+                                        retryable=False) from exc
             except DeliveryError as exc:
                 with engine.begin() as conn:
                     conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
@@ -253,12 +274,13 @@ class Notifier:
                                 f"{lines}")
                 return None
             if msg["kind"] == "resolve":
-                posted = self._posted_page(conn, msg["incident_id"])
-                if posted is None:
-                    return None  # never delivered: nothing to update
-                text, blocks = resolved_message(posted["summary"])
-                self._call(self.client.chat_update, channel=posted["slack_channel"],
-                           ts=posted["slack_ts"], text=text, blocks=blocks)
+                posted = conn.execute(select(PageRow).where(
+                    PageRow.incident_id == msg["incident_id"], PageRow.slack_ts.is_not(None))
+                ).mappings().all()
+                for page in posted:  # the page and its escalations
+                    text, blocks = resolved_message(page["summary"])
+                    self._call(self.client.chat_update, channel=page["slack_channel"],
+                               ts=page["slack_ts"], text=text, blocks=blocks)
                 return None
         raise DeliveryError(f"unknown outbox kind {msg['kind']!r}", retryable=False)
 

@@ -19,6 +19,7 @@ import signal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from stream.live import Incoming, LiveProcessor
 from stream.topics import Topics
@@ -93,8 +94,16 @@ class DirectWorker:
                     await self.producer.send(self.topics.signals, key=msg.key, value=msg.value)
                 await self.producer.flush()
                 # the batch's alerts and checkpoint are written: now its offsets may be
-                await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in records.items()
-                                            if rs})
+                # (only for partitions still ours: a rebalance may have moved some; their
+                # new owner resumes from the checkpoint anyway)
+                owned = self.consumer.assignment()
+                offsets = {tp: rs[-1].offset + 1 for tp, rs in records.items()
+                           if rs and tp in owned}
+                try:
+                    if offsets:
+                        await self.consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    log.warning("offsets not committed (a rebalance?): %s", exc)
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

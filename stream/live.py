@@ -124,8 +124,14 @@ class LiveProcessor:
                 continue
             for m in fresh:
                 done[m.topic] = max(m.offset, done.get(m.topic, -1))
-            result = pipeline.feed([m.value for m in fresh],
-                                   checkpoint=self._checkpointer(partition, pipeline))
+            try:
+                result = pipeline.feed([m.value for m in fresh],
+                                       checkpoint=self._checkpointer(partition, pipeline))
+            except Exception:
+                # the state moved on but the store did not take it: forget the partition,
+                # so that it is rebuilt from its checkpoint and the batch processed again
+                self.revoke({partition})
+                raise
             out.accepted += result.accepted
             out.events += result.accepted + result.duplicates + len(result.rejects)
             for seq, reject in result.rejects:

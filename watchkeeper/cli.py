@@ -365,7 +365,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _unavailable(exc)
     processor = LiveProcessor(config, store, app_id=settings.app_id,
                               dry_run=not SlackSettings().enabled)
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except Exception as exc:  # kafka-python raises several kinds for an absent broker
+        return _unavailable(RetryableError(f"cannot reach Kafka at "
+                                           f"{settings.kafka_bootstrap}: {exc}"))
     if settings.engine == "direct":
         from stream.direct import run_direct
 
@@ -381,8 +385,10 @@ def cmd_notify(args: argparse.Namespace) -> int:
     slack = SlackSettings()
     if not slack.enabled:
         return _fail("set WATCHKEEPER_SLACK_BOT_TOKEN (see README: Slack)")
+    config_path = args.config or (Path(os.environ["WATCHKEEPER_CONFIG"])
+                                  if os.environ.get("WATCHKEEPER_CONFIG") else None)
     try:
-        oncall = load_config(args.config).oncall if args.config else None
+        oncall = load_config(config_path).oncall if config_path else None
     except ConfigError as exc:
         return _fail(str(exc))
     store, code = existing_store(args.db)
@@ -539,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often the digest of non-paging findings is posted")
     n.add_argument("--config", type=Path,
                    help="configuration with the on-call rotation (oncall:) for mentions "
-                        "and escalation")
+                        "and escalation (default: WATCHKEEPER_CONFIG)")
     n.set_defaults(func=cmd_notify)
 
     api = sub.add_parser("api", help="Slack interactivity endpoint (/slack/interactions)")

@@ -9,6 +9,8 @@ committed together or not at all.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -44,6 +46,26 @@ CLOCKS_KEY = "triage_clocks"
 SEQ_BASE_STRIDE = 10**12  # events a replayed source may hold before the next one's base
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_dumps(obj: Any) -> str:
+    """JSON for the store's columns: NaN and infinities (a z of inf, say) become null,
+    which PostgreSQL accepts and SQLite keeps the same.
+
+    >>> json_dumps({"z": float("inf"), "v": [1.5, float("nan")]})
+    '{"z": null, "v": [1.5, null]}'
+    """
+    return json.dumps(_finite(obj))
+
+
 def to_dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
@@ -69,7 +91,7 @@ class SqlStore:
         self.url = schema.database_url(url)
         if migrate:
             schema.upgrade(self.url)
-        self.engine: Engine = create_engine(self.url)
+        self.engine: Engine = create_engine(self.url, json_serializer=json_dumps)
 
     # -- writing ---------------------------------------------------------------------------
     def _insert(self, conn: Connection, model: type[DeclarativeBase], rows: list[dict[str, Any]],
@@ -97,9 +119,8 @@ class SqlStore:
         cols: dict[str, Any] = {c: stmt.excluded[c] for c in rows[0]
                                 if c not in ("alert_id", "acknowledged_at", "acknowledged_by")}
         held = (table.c.status == kept[0]) | (table.c.status == kept[1])
-        cols["status"] = case(
-            (held & (stmt.excluded.status == "open"), table.c.status),
-            else_=stmt.excluded.status)
+        incoming = (stmt.excluded.status == "open") | (stmt.excluded.status == "silenced")
+        cols["status"] = case((held & incoming, table.c.status), else_=stmt.excluded.status)
         cols["resolved_at"] = case(
             (table.c.status == "resolved", table.c.resolved_at),
             else_=stmt.excluded.resolved_at)
