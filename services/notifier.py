@@ -42,6 +42,7 @@ from watchkeeper.settings import SlackSettings
 
 log = logging.getLogger("watchkeeper.notifier")
 DIGEST_KEY = "digest"
+DIGEST_LINES = 50  # findings per digest message
 GIVE_UP_ATTEMPTS = 50  # a message that failed this often is left for a person (last_error)
 
 
@@ -90,43 +91,50 @@ class Notifier:
         return (shift.primary, shift.secondary, "!channel")[min(level, 2)]
 
     def send_digest(self, every_seconds: float) -> int:
-        """Post the digest when it is due: every incident routed to the digest and not
-        paged that changed since the last digest, in one message. The digest's window
-        moves on only once Slack has taken it, so none is lost. Returns how many it held
-        (0 when not due or empty)."""
+        """Post the digest when it is due: every incident routed to the digest, not paged
+        and not digested yet. Each is marked digested only once Slack has taken the
+        message that carries it, so none is lost (late data included: the window is not a
+        time range). Returns how many went out (0 when not due or empty)."""
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
         engine = self.store.engine
         with engine.connect() as conn:
             state = conn.execute(select(StateRow.value).where(StateRow.key == DIGEST_KEY)
                                  ).scalar_one_or_none()
-        since = datetime.fromisoformat(state["until"]) if state else None
-        if since is not None and (now - since).total_seconds() < every_seconds:
-            return 0
-        with engine.connect() as conn:
-            query = select(IncidentRow).where(IncidentRow.route == "digest",
-                                              IncidentRow.paged_at.is_(None))
-            if since is not None:
-                query = query.where(IncidentRow.updated_at > since)
-            incidents = conn.execute(query.order_by(IncidentRow.model_id,
-                                                    IncidentRow.opened_at)).mappings().all()
-        if incidents:
-            lines = [f"• `{i['model_id']}` {i['summary']} (severity {i['severity']:.2f})"
-                     for i in incidents]
+            last = datetime.fromisoformat(state["at"]) if state else None
+            if last is not None and (now - last).total_seconds() < every_seconds:
+                return 0
+            incidents = conn.execute(
+                select(IncidentRow.incident_id, IncidentRow.model_id, IncidentRow.summary,
+                       IncidentRow.severity)
+                .where(IncidentRow.route == "digest", IncidentRow.paged_at.is_(None),
+                       IncidentRow.digested_at.is_(None))
+                .order_by(IncidentRow.model_id, IncidentRow.opened_at)).all()
+        sent = 0
+        for start in range(0, len(incidents), DIGEST_LINES):
+            chunk = incidents[start:start + DIGEST_LINES]
+            lines = [f"• `{i.model_id}` {i.summary} (severity {i.severity:.2f})"
+                     for i in chunk]
             text = (f":newspaper: Watchkeeper digest: {len(incidents)} finding(s) that did "
-                    "not need a page\n" + "\n".join(lines))
+                    "not need a page" + (f" ({start + 1}-{start + len(chunk)})"
+                                          if len(incidents) > DIGEST_LINES else "")
+                    + "\n" + "\n".join(lines))
             try:
                 self._call(self.client.chat_postMessage, channel=self.settings.channel,
-                           text=text[:39_000])
+                           text=text)
             except DeliveryError as exc:
                 log.warning("digest not sent (will retry): %s", exc)
-                return 0
+                return sent
+            with engine.begin() as conn:
+                conn.execute(update(IncidentRow).where(IncidentRow.incident_id.in_(
+                    [i.incident_id for i in chunk])).values(digested_at=now))
+            sent += len(chunk)
         with engine.begin() as conn:
             upsert = (postgresql.insert if conn.dialect.name == "postgresql"
                       else sqlite.insert)(StateRow)
             conn.execute(upsert.on_conflict_do_update(
                 index_elements=["key"], set_={"value": upsert.excluded.value}),
-                [{"key": DIGEST_KEY, "value": {"until": now.isoformat()}}])
-        return len(incidents)
+                [{"key": DIGEST_KEY, "value": {"at": now.isoformat()}}])
+        return sent
 
     def escalate(self) -> int:
         """Re-page incidents whose latest page nobody acknowledged within the SLA:

@@ -52,6 +52,7 @@ class IncidentRow(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     factors: Mapped[list[Any]]
     alert_ids: Mapped[list[Any]]
+    digested_at: Mapped[datetime | None]  # set by the notifier once a digest carried it
 
 
 class AlertRow(Base):

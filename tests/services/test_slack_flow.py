@@ -391,3 +391,25 @@ def test_a_digest_that_fails_is_sent_later_with_nothing_lost(
     clock.now += 60
     assert n.send_digest(3600) == 1
     assert "promo_score" in fake.calls[0][1]["text"]
+
+
+def test_a_late_finding_goes_out_in_the_next_digest(
+    digested: Path, slack: tuple[FakeSlack, SlackSettings],
+) -> None:
+    fake, settings = slack
+    clock = Clock(MONDAY_10)
+    store = SqlStore(str(digested), migrate=False)
+    n = Notifier(store, slack_client(settings), settings, sleep=lambda _: None, clock=clock)
+    assert n.send_digest(3600) == 1
+    # a finding whose event time is older than the digest just sent (late labels, say)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO incidents (incident_id, model_id, status, severity, route, opened_at,"
+            " updated_at, summary, factors, alert_ids) VALUES ('late', 'car_loan', 'open', "
+            "0.3, 'digest', '2019-03-01 00:00:00', '2019-03-01 00:00:00', 'late drift', "
+            "'[]', '[]')")
+    clock.now += 3601
+    assert n.send_digest(3600) == 1
+    assert "late drift" in fake.calls[-1][1]["text"]
+    clock.now += 3601
+    assert n.send_digest(3600) == 0  # each finding goes out once
