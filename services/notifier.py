@@ -23,7 +23,6 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.fingerprint import stable_id
 from alerts.store.sql import SqlStore
@@ -129,11 +128,9 @@ class Notifier:
                     [i.incident_id for i in chunk])).values(digested_at=now))
             sent += len(chunk)
         with engine.begin() as conn:
-            upsert = (postgresql.insert if conn.dialect.name == "postgresql"
-                      else sqlite.insert)(StateRow)
-            conn.execute(upsert.on_conflict_do_update(
-                index_elements=["key"], set_={"value": upsert.excluded.value}),
-                [{"key": DIGEST_KEY, "value": {"at": now.isoformat()}}])
+            self.store.insert_rows(conn, StateRow,
+                                   [{"key": DIGEST_KEY, "value": {"at": now.isoformat()}}],
+                                   ["key"], True)
         return sent
 
     def escalate(self) -> int:
@@ -176,13 +173,12 @@ class Notifier:
                        if k not in ("delivered_at", "slack_channel", "slack_ts")}
                 new.update(page_id=stable_id("page", page["incident_id"], level),
                            escalation_level=level, paged_at=now, delivered=False)
-                ins = (postgresql.insert if conn.dialect.name == "postgresql"
-                       else sqlite.insert)
-                conn.execute(ins(PageRow).values(**new).on_conflict_do_nothing())
-                conn.execute(ins(OutboxRow).values(
-                    message_id=new["page_id"], kind="page", page_id=new["page_id"],
-                    incident_id=page["incident_id"], payload={"escalation_level": level},
-                    created_at=now, attempts=0).on_conflict_do_nothing())
+                self.store.insert_rows(conn, PageRow, [new], ["page_id"], False)
+                self.store.insert_rows(conn, OutboxRow, [{
+                    "message_id": new["page_id"], "kind": "page", "page_id": new["page_id"],
+                    "incident_id": page["incident_id"], "payload": {"escalation_level": level},
+                    "created_at": now, "sent_at": None, "attempts": 0, "last_error": None}],
+                    ["message_id"], False)
                 queued += 1
                 log.warning("incident %s: not acknowledged in %.0f s, escalated to level %d",
                             page["incident_id"], timeout, level)

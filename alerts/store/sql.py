@@ -46,6 +46,11 @@ CLOCKS_KEY = "triage_clocks"
 SEQ_BASE_STRIDE = 10**12  # events a replayed source may hold before the next one's base
 
 
+def dialect_insert(conn: Connection) -> Any:
+    """The INSERT with ON CONFLICT of the connection's database."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -94,12 +99,14 @@ class SqlStore:
         self.engine: Engine = create_engine(self.url, json_serializer=json_dumps)
 
     # -- writing ---------------------------------------------------------------------------
-    def _insert(self, conn: Connection, model: type[DeclarativeBase], rows: list[dict[str, Any]],
-                keys: Sequence[str], update: bool) -> None:
+    @staticmethod
+    def insert_rows(conn: Connection, model: type[DeclarativeBase], rows: list[dict[str, Any]],
+                    keys: Sequence[str], update: bool) -> None:
+        """Insert ``rows``; on a conflict on ``keys`` update the other columns (``update``)
+        or leave the stored row be: the store's one idempotent write (PostgreSQL, SQLite)."""
         if not rows:
             return
-        upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = upsert(model)
+        stmt = dialect_insert(conn)(model)
         if update:
             cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
             stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=cols)
@@ -112,8 +119,7 @@ class SqlStore:
         (or a manual resolve) stands while triage, which does not know of it, says open."""
         if not rows:
             return
-        upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = upsert(AlertRow)
+        stmt = dialect_insert(conn)(AlertRow)
         table = AlertRow.__table__
         kept = ("acknowledged", "resolved")
         cols: dict[str, Any] = {c: stmt.excluded[c] for c in rows[0]
@@ -145,7 +151,7 @@ class SqlStore:
                 values = {"status": "resolved", "resolved_at": at}
             elif action == "silence":
                 ends = datetime.fromtimestamp(at.timestamp() + silence_for, tz=UTC)
-                self._insert(conn, SilenceRow, [{
+                self.insert_rows(conn, SilenceRow, [{
                     "silence_id": stable_id("silence", alert_id, at.isoformat()),
                     "model_id": a["model_id"], "kind": a["kind"], "subject": a["subject"],
                     "starts_at": at, "ends_at": ends, "created_by": actor,
@@ -179,20 +185,20 @@ class SqlStore:
         now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
             if checkpoint is not None:
-                self._insert(conn, PartitionStateRow, [{
+                self.insert_rows(conn, PartitionStateRow, [{
                     "app_id": checkpoint.app_id, "partition": checkpoint.partition,
                     "state": checkpoint.state, "offsets": checkpoint.offsets,
                     "events": checkpoint.events, "updated_at": now}],
                     ["app_id", "partition"], True)
-            self._insert(conn, IncidentRow, [_incident_row(i) for i in
+            self.insert_rows(conn, IncidentRow, [_incident_row(i) for i in
                                              changes.incidents.values()], ["incident_id"], True)
             self._upsert_alerts(conn, [_alert_row(a) for a in changes.alerts.values()])
-            self._insert(conn, OccurrenceRow, [
+            self.insert_rows(conn, OccurrenceRow, [
                 {"alert_id": o.alert_id, "fingerprint": o.fingerprint, "seq": o.seq,
                  "ts": to_dt(o.ts), "value": o.value, "threshold": o.threshold,
                  "evidence": o.evidence} for o in changes.occurrences],
                 ["fingerprint", "seq"], False)
-            self._insert(conn, SnapshotRow, [
+            self.insert_rows(conn, SnapshotRow, [
                 {"fingerprint": o.fingerprint, "model_id": s.model_id,
                  "model_version": s.model_version, "kind": str(s.kind), "subject": s.subject,
                  "statistic": s.statistic, "slice": s.slice, "seq": s.seq, "ts": to_dt(s.ts),
@@ -207,16 +213,16 @@ class SqlStore:
                 "summary": p.summary, "factors": _factors(p.factors),
                 "alert_ids": list(p.alert_ids), "delivered": False, "dry_run": dry_run,
                 "delivered_at": None} for p in changes.pages]
-            self._insert(conn, PageRow, pages, ["page_id"], False)
+            self.insert_rows(conn, PageRow, pages, ["page_id"], False)
             if not dry_run:
-                self._insert(conn, OutboxRow, [{
+                self.insert_rows(conn, OutboxRow, [{
                     "message_id": p["page_id"], "kind": "page", "page_id": p["page_id"],
                     "incident_id": p["incident_id"], "payload": _jsonable(p), "created_at": now,
                     "sent_at": None, "attempts": 0, "last_error": None} for p in pages],
                     ["message_id"], False)
-                self._insert(conn, OutboxRow, self._thread_messages(conn, changes, now),
+                self.insert_rows(conn, OutboxRow, self._thread_messages(conn, changes, now),
                              ["message_id"], False)
-                self._insert(conn, OutboxRow, [{
+                self.insert_rows(conn, OutboxRow, [{
                     "message_id": stable_id("resolve", i), "kind": "resolve", "page_id": None,
                     "incident_id": i, "payload": {"incident_id": i}, "created_at": now,
                     "sent_at": None, "attempts": 0, "last_error": None}
@@ -228,7 +234,7 @@ class SqlStore:
                 clocks = dict(row.scalar_one_or_none() or {})
                 for m, c in changes.clocks.items():
                     clocks[m] = max(c, clocks.get(m, float("-inf")))
-                self._insert(conn, StateRow, [{"key": CLOCKS_KEY, "value": clocks}], ["key"],
+                self.insert_rows(conn, StateRow, [{"key": CLOCKS_KEY, "value": clocks}], ["key"],
                              True)
 
     @staticmethod
@@ -263,7 +269,7 @@ class SqlStore:
             return
         now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
-            self._insert(conn, RejectedEventRow, [
+            self.insert_rows(conn, RejectedEventRow, [
                 {"source": source, "seq": seq, "reason": str(r.reason), "detail": r.detail,
                  "raw": r.raw, "recorded_at": now} for seq, r in rejects],
                 ["source", "seq"], False)
@@ -340,7 +346,8 @@ class SqlStore:
                                  ).scalars().all()
             # past every base handed out before, with room for a long file
             base = max([base, *(int(b["base"]) + SEQ_BASE_STRIDE for b in bases)])
-            self._insert(conn, StateRow, [{"key": key, "value": {"base": base}}], ["key"], False)
+            self.insert_rows(conn, StateRow, [{"key": key, "value": {"base": base}}], ["key"],
+                             False)
         return base
 
     def max_seq(self) -> int:

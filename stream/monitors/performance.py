@@ -150,9 +150,6 @@ class PerformanceMonitor:
         self.slices_overflow = 0
         self.labels = 0
 
-    def series_keys(self) -> list[tuple[str | None, str | None]]:
-        return list(self._series)
-
     def _get(self, key: tuple[str | None, str | None]) -> _Series:
         s = self._series.get(key)
         if s is None:
