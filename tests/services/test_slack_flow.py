@@ -48,17 +48,22 @@ def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeSlack, SlackSet
     fake.stop()
 
 
-@pytest.fixture
-def paged(tmp_path: Path, slack: tuple[FakeSlack, SlackSettings],
-          monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A broken-pipeline replay with Slack configured: its page waits in the outbox."""
+def replay_into_db(tmp_path: Path, scenario: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Replay a 5,000-prediction scenario with the CLI into ``tmp_path/wk.db``."""
     monkeypatch.chdir(tmp_path)
-    files = write_scenario(generate("broken_pipeline", predictions=5_000, seed=7),
-                           tmp_path / "bp.jsonl")
+    files = write_scenario(generate(scenario, predictions=5_000, seed=7),
+                           tmp_path / f"{scenario}.jsonl")
     db = tmp_path / "wk.db"
     assert main(["replay", str(files.events), "--config", str(files.config), "--db", str(db),
                  "-q"]) == 0
     return db
+
+
+@pytest.fixture
+def paged(tmp_path: Path, slack: tuple[FakeSlack, SlackSettings],
+          monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A broken-pipeline replay with Slack configured: its page waits in the outbox."""
+    return replay_into_db(tmp_path, "broken_pipeline", monkeypatch)
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -351,12 +356,7 @@ def test_an_acknowledged_page_does_not_escalate(
 def digested(tmp_path: Path, slack: tuple[FakeSlack, SlackSettings],
              monkeypatch: pytest.MonkeyPatch) -> Path:
     """A benign-drift replay: an incident routed to the digest, no page."""
-    monkeypatch.chdir(tmp_path)
-    files = write_scenario(generate("benign_drift", predictions=5_000, seed=7),
-                           tmp_path / "bd.jsonl")
-    db = tmp_path / "wk.db"
-    assert main(["replay", str(files.events), "--config", str(files.config), "--db", str(db),
-                 "-q"]) == 0
+    db = replay_into_db(tmp_path, "benign_drift", monkeypatch)
     assert rows(db, "SELECT route, paged_at FROM incidents") == [("digest", None)]
     return db
 
