@@ -79,8 +79,9 @@ class LiveProcessor:
             log.info("partition %d: resumed from its checkpoint (%d events, offsets %s)",
                      partition, saved.events, saved.offsets)
         else:
-            # indices above all the store has seen: triage never mistakes them for old ones
-            pipeline.core.seq = self.store.max_seq() + 1
+            # indices above all the store has seen (triage never takes them for old ones),
+            # the same on every start of this partition until it has a checkpoint
+            pipeline.core.seq = self.store.seq_base(f"{self.app_id}:{partition}")
             self.offsets[partition] = {}
             log.info("partition %d: no checkpoint, starting fresh", partition)
         return pipeline

@@ -50,8 +50,8 @@ class Store(Protocol):
         """Keep rejected events (idempotent per source and index)."""
         ...
 
-    def max_seq(self) -> int:
-        """The highest event index already recorded (-1 when none)."""
+    def seq_base(self, source: str) -> int:
+        """The first event index of a source: above all recorded, stable per source."""
         ...
 
     def close(self) -> None: ...

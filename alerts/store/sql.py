@@ -350,12 +350,6 @@ class SqlStore:
                              False)
         return base
 
-    def max_seq(self) -> int:
-        """The highest event index any stored occurrence has (-1 when none)."""
-        with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(OccurrenceRow.seq))).scalar_one_or_none()
-        return -1 if value is None else int(value)
-
     def close(self) -> None:
         self.engine.dispose()
 
