@@ -6,12 +6,13 @@ Measured in one run, on the same topics, for single-event messages and for batch
 - ``raw_consume``: a bare aiokafka ``getmany`` loop reading the input topics, no work;
 - ``raw_core``: the same loop running the monitoring core on every batch (the floor of
   any consumer doing this work, with no Faust);
-- ``worker``: ``watchkeeper worker`` (Faust, the full pipeline: monitors, triage, store,
+- ``worker``: ``watchkeeper worker`` (``--engine``; the full pipeline: monitors, triage, store,
   checkpoints) as a subprocess, events/s from the start of its first batch to the end of
   its last (from its batch log lines);
 - ``latency``: at a fixed offered load (``--rate`` events/s, single-event messages), the
-  time from a message's send to the worker's commit of the batch holding it (its alerts
-  and checkpoint are in that transaction), p50/p99, from polling the checkpoint offsets.
+  time from a message's send to the commit of the database transaction of the batch
+  holding it (its alerts and pages are in it), p50/p99, from polling the worker's
+  per-batch progress (``partition_progress``).
 
 Needs a broker (``--bootstrap`` or KAFKA_BOOTSTRAP; ``scripts/kafka.sh start``) and a
 database (``--db`` or DATABASE_URL; default a temporary SQLite file). Prints JSON.
@@ -81,10 +82,11 @@ async def _drain(bootstrap: str, topics: tuple[str, ...], expected: int,
 
 
 def _processed(engine: Any, app_id: str) -> tuple[int, int]:
-    """(events in the worker's checkpoints, highest predictions offset checkpointed)."""
+    """(events the worker has processed and written, highest predictions offset among
+    them): its per-batch progress, written in each batch's transaction with its alerts."""
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT events, offsets FROM partition_state "
+            rows = conn.execute(text("SELECT events, offsets FROM partition_progress "
                                      "WHERE app_id = :a"), {"a": app_id}).all()
     except Exception:
         return 0, -1
@@ -245,7 +247,7 @@ def latency(args: argparse.Namespace, files: Any, events: list[dict[str, Any]],
         "p99_seconds": pct(0.99),
         "max_seconds": round(lat[-1], 4) if lat else None,
         "mean_seconds": round(statistics.fmean(lat), 4) if lat else None,
-        "note": "send -> commit of the batch holding it (alerts and checkpoint), "
+        "note": "send -> commit of the transaction holding the batch's alerts, "
                 "polled every 10 ms",
     }
 
@@ -259,7 +261,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--rate", type=float, default=5_000)
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--engine", choices=["faust", "direct"], default="faust",
+    ap.add_argument("--engine", choices=["faust", "direct"], default="direct",
                     help="the worker's engine (WATCHKEEPER_ENGINE)")
     args = ap.parse_args()
     global ENGINE

@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from stream.live import Incoming, LiveProcessor
+from stream.live import Incoming, LiveProcessor, Outputs
 from stream.topics import Topics
 from watchkeeper.settings import WorkerSettings
 
@@ -33,7 +33,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.worker.processor.revoke({tp.partition for tp in revoked})
+        await self.worker.hand_over({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.worker.resume(set(assigned))
@@ -49,6 +49,7 @@ class DirectWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._stop = asyncio.Event()
+        self._committed: dict[TopicPartition, int] = {}
 
     async def resume(self, assigned: set[Any]) -> None:
         """Seek each newly assigned partition just past what its checkpoint holds."""
@@ -61,6 +62,45 @@ class DirectWorker:
                 if tp in assigned and topic in offsets:
                     self.consumer.seek(tp, offsets[topic] + 1)
             log.info("partition %d: assigned (checkpoint offsets %s)", partition, offsets)
+
+    async def hand_over(self, partitions: set[int]) -> None:
+        """Before partitions go (a rebalance, a shutdown): checkpoint them and commit their
+        offsets, so that their next owner does not process again what this one did."""
+        try:
+            self.processor.flush(partitions, force=True)
+            await self._commit(partitions)
+        except Exception as exc:  # their next owner resumes the last checkpoint instead
+            log.warning("partitions %s handed over without a last checkpoint: %s",
+                        sorted(partitions), exc)
+        self.processor.revoke(partitions)
+
+    async def _commit(self, partitions: set[int] | None = None) -> None:
+        """Commit the checkpointed offsets not yet committed (of partitions still ours: a
+        rebalance may have moved some; their new owner resumes from the checkpoint)."""
+        assert self.consumer is not None
+        owned = self.consumer.assignment()
+        offsets = {}
+        for (topic, partition), offset in self.processor.committable().items():
+            tp = TopicPartition(topic, partition)
+            if (tp in owned and (partitions is None or partition in partitions)
+                    and self._committed.get(tp) != offset):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+            self._committed.update(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("offsets not committed (a rebalance?): %s", exc)
+
+    async def _send(self, out: Outputs) -> None:
+        assert self.producer is not None
+        for msg in out.deadletters:
+            await self.producer.send(self.topics.deadletter, key=msg.key, value=msg.value,
+                                     headers=list(msg.headers))
+        for msg in out.signals:
+            await self.producer.send(self.topics.signals, key=msg.key, value=msg.value)
+        await self.producer.flush()
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,26 +124,13 @@ class DirectWorker:
                                                       max_records=s.batch_max)
                 batch = [Incoming(tp.topic, tp.partition, r.offset, r.key, r.value)
                          for tp, rs in records.items() for r in rs]
-                if not batch:
-                    continue
-                out = self.processor.process(batch)
-                for msg in out.deadletters:
-                    await self.producer.send(self.topics.deadletter, key=msg.key,
-                                             value=msg.value, headers=list(msg.headers))
-                for msg in out.signals:
-                    await self.producer.send(self.topics.signals, key=msg.key, value=msg.value)
-                await self.producer.flush()
-                # the batch's alerts and checkpoint are written: now its offsets may be
-                # (only for partitions still ours: a rebalance may have moved some; their
-                # new owner resumes from the checkpoint anyway)
-                owned = self.consumer.assignment()
-                offsets = {tp: rs[-1].offset + 1 for tp, rs in records.items()
-                           if rs and tp in owned}
-                try:
-                    if offsets:
-                        await self.consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:
-                    log.warning("offsets not committed (a rebalance?): %s", exc)
+                if batch:
+                    await self._send(self.processor.process(batch))
+                # checkpoints whose interval is up (also when idle), then their offsets
+                self.processor.flush()
+                await self._commit()
+            # a clean stop: the next owner of these partitions resumes where this one ended
+            await self.hand_over(set(self.processor.pipelines))
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from alerts.store import Checkpoint, Store
+from alerts.store import Checkpoint, Progress, Store
 from stream.signals import Signal
 from watchkeeper.config import Config
 from watchkeeper.pipeline import Pipeline
@@ -50,23 +50,38 @@ class Outputs:
 class LiveProcessor:
     """One pipeline per input partition, resumed from its checkpoint.
 
-    After every batch a partition's monitor state is checkpointed with the last input
-    offset per topic it includes, in the same transaction as the batch's alerts and pages.
-    Offsets are committed to Kafka only after that (Faust acks a batch when the agent
-    takes the next), so a restarted or rebalanced worker resumes the checkpoint and skips
-    what Kafka redelivers up to its offsets: no event is lost or counted twice, and no page
-    is sent twice.
+    Every batch's alerts and pages are written in one transaction, with the partition's
+    progress (the last input offset per topic processed). A checkpoint (the monitors'
+    whole state, and the offsets it includes) goes into that transaction too when
+    ``checkpoint_interval`` seconds have passed since the partition's last one (0: every
+    batch); :meth:`flush` writes due ones between batches. The state grows with traffic
+    (the dedupe memory, labels awaiting their join), so writing it with every batch would
+    cost more than the monitoring itself.
+
+    Only checkpointed offsets may be committed to Kafka (:meth:`committable`). A worker
+    that dies resumes from the checkpoint and processes again what followed it: the
+    monitors count those events once (their state is the checkpoint's), and triage, resumed
+    from the store, ignores the signals it already took (each alert keeps the index of its
+    last signal), so no alert counts twice and no page goes twice. Offsets up to the
+    checkpoint that Kafka redelivers are skipped.
     """
 
     def __init__(self, config: Config, store: Store, *, app_id: str, dry_run: bool = True,
-                 pipeline_factory: Callable[[int], Pipeline] | None = None) -> None:
+                 checkpoint_interval: float = 0.0,
+                 pipeline_factory: Callable[[int], Pipeline] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.store = store
         self.app_id = app_id
         self.dry_run = dry_run  # False: pages are queued in the outbox for the notifier
+        self.checkpoint_interval = checkpoint_interval
         self._factory = pipeline_factory or self._new_pipeline
+        self._clock = clock
         self.pipelines: dict[int, Pipeline] = {}
         self.offsets: dict[int, dict[str, int]] = {}  # partition -> topic -> last offset in
+        self.saved: dict[int, dict[str, int]] = {}  # ... in the partition's last checkpoint
+        self._saved_at: dict[int, float] = {}  # partition -> clock() of its last checkpoint
+        self._behind: set[int] = set()  # partitions processed past their last checkpoint
         self.skipped = 0
 
     def _new_pipeline(self, partition: int) -> Pipeline:
@@ -76,6 +91,7 @@ class LiveProcessor:
         if saved is not None:
             pipeline.restore(saved.state)
             self.offsets[partition] = dict(saved.offsets)
+            self.saved[partition] = dict(saved.offsets)
             log.info("partition %d: resumed from its checkpoint (%d events, offsets %s)",
                      partition, saved.events, saved.offsets)
         else:
@@ -95,12 +111,45 @@ class LiveProcessor:
 
         return make
 
+    def _progress(self, partition: int, pipeline: Pipeline) -> Callable[[], Progress]:
+        marks = dict(self.offsets[partition])
+        return lambda: Progress(self.app_id, partition, marks, pipeline.core.processed)
+
+    def _due(self, partition: int) -> bool:
+        last = self._saved_at.get(partition)
+        return (last is None or self.checkpoint_interval <= 0
+                or self._clock() - last >= self.checkpoint_interval)
+
+    def _saved_now(self, partition: int) -> None:
+        self.saved[partition] = dict(self.offsets[partition])
+        self._saved_at[partition] = self._clock()
+        self._behind.discard(partition)
+
+    def flush(self, partitions: set[int] | None = None, *, force: bool = False) -> None:
+        """Checkpoint the partitions processed past their last checkpoint: those whose
+        interval is up, or all of them (``force``: before a shutdown or a hand-over)."""
+        for partition in sorted(self._behind if partitions is None
+                                else self._behind & partitions):
+            if force or self._due(partition):
+                pipeline = self.pipelines[partition]
+                pipeline.checkpoint(self._checkpointer(partition, pipeline))
+                self._saved_now(partition)
+
+    def committable(self) -> dict[tuple[str, int], int]:
+        """Offsets Kafka may commit, per (topic, partition): the next after the last
+        checkpointed one (a restart resumes the checkpoint, so no further)."""
+        return {(topic, partition): offset + 1 for partition, marks in self.saved.items()
+                for topic, offset in marks.items()}
+
     def revoke(self, partitions: set[int]) -> None:
-        """Forget partitions handed to another worker (their checkpoints are stored)."""
+        """Forget partitions handed to another worker (it resumes their checkpoints)."""
         for partition in partitions:
             if self.pipelines.pop(partition, None) is not None:
                 log.info("partition %d: revoked", partition)
             self.offsets.pop(partition, None)
+            self.saved.pop(partition, None)
+            self._saved_at.pop(partition, None)
+            self._behind.discard(partition)
 
     def process(self, batch: Sequence[Incoming]) -> Outputs:
         started = time.perf_counter()
@@ -125,14 +174,21 @@ class LiveProcessor:
                 continue
             for m in fresh:
                 done[m.topic] = max(m.offset, done.get(m.topic, -1))
+            due = self._due(partition)
             try:
-                result = pipeline.feed([m.value for m in fresh],
-                                       checkpoint=self._checkpointer(partition, pipeline))
+                result = pipeline.feed(
+                    [m.value for m in fresh],
+                    checkpoint=self._checkpointer(partition, pipeline) if due else None,
+                    progress=self._progress(partition, pipeline))
             except Exception:
                 # the state moved on but the store did not take it: forget the partition,
                 # so that it is rebuilt from its checkpoint and the batch processed again
                 self.revoke({partition})
                 raise
+            if due:
+                self._saved_now(partition)
+            else:
+                self._behind.add(partition)
             out.accepted += result.accepted
             out.events += result.accepted + result.duplicates + len(result.rejects)
             for seq, reject in result.rejects:

@@ -363,8 +363,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except RetryableError as exc:
         return _unavailable(exc)
+    # Faust commits the offsets of the messages its agent took: only a checkpoint with
+    # every batch keeps its commits behind the state (the direct engine commits them itself)
+    interval = settings.checkpoint_interval if settings.engine == "direct" else 0.0
     processor = LiveProcessor(config, store, app_id=settings.app_id,
-                              dry_run=not SlackSettings().enabled)
+                              dry_run=not SlackSettings().enabled, checkpoint_interval=interval)
     try:
         ensure_topics(settings)
     except Exception as exc:  # kafka-python raises several kinds for an absent broker

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from alerts.model import Page
 from alerts.pipeline import Changes, Triage
-from alerts.store import Checkpoint, Store
+from alerts.store import Checkpoint, Progress, Store
 from stream.core import BatchResult, Core
 from stream.reference import load_profiles
 from stream.signals import Signal
@@ -52,9 +52,11 @@ class Pipeline:
         self._mutes_loaded = time.monotonic()
 
     def feed(self, messages: Sequence[bytes],
-             checkpoint: Callable[[bytes], Checkpoint] | None = None) -> BatchResult:
+             checkpoint: Callable[[bytes], Checkpoint] | None = None,
+             progress: Callable[[], Progress] | None = None) -> BatchResult:
         """Process a batch. With ``checkpoint``, the monitors' state after it is stored in
-        the same transaction as its alerts (``checkpoint`` turns the state into one)."""
+        the same transaction as its alerts (``checkpoint`` turns the state into one); so is
+        ``progress()``, how far the input is processed after it."""
         result = self.core.process(messages)
         self._refresh_mutes()
         changes = self.triage.process(result.signals)
@@ -63,8 +65,15 @@ class Pipeline:
         if self.store is not None:
             self.store.record_rejects(self.source, result.rejects)
             self.store.apply(changes, dry_run=self.dry_run,
-                             checkpoint=checkpoint(self.snapshot()) if checkpoint else None)
+                             checkpoint=checkpoint(self.snapshot()) if checkpoint else None,
+                             progress=progress() if progress else None)
         return result
+
+    def checkpoint(self, checkpoint: Callable[[bytes], Checkpoint]) -> None:
+        """Store the monitors' state now, between batches (nothing else changes)."""
+        if self.store is not None:
+            self.store.apply(Changes(), dry_run=self.dry_run,
+                             checkpoint=checkpoint(self.snapshot()))
 
     def _refresh_mutes(self) -> None:
         """Silences and "not actionable" verdicts given in Slack, the CLI or the API reach

@@ -33,6 +33,11 @@ class WorkerSettings(BaseSettings):
     partitions: int = Field(default=8, ge=1, description="partitions of every topic it creates")
     batch_max: int = Field(default=2000, ge=1, description="messages per processing batch")
     batch_within: float = Field(default=0.2, gt=0, description="seconds to wait for a batch")
+    checkpoint_interval: float = Field(
+        default=5.0, ge=0, description="seconds between checkpoints of a partition's monitor "
+                                       "state (0: every batch). A killed worker's successor "
+                                       "processes again at most this much, idempotently. "
+                                       "The faust engine checkpoints every batch")
     session_timeout: float = Field(default=30.0, ge=6.0,
                                    description="seconds before a silent (killed) worker's "
                                                "partitions go to the others")

@@ -26,15 +26,28 @@ class Checkpoint:
     events: int
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a live worker's partition has been processed and written (its alerts and
+    pages are in the store up to here), checkpointed or not: for operators and latency
+    measurements. A restart resumes from the :class:`Checkpoint`, which may be older."""
+
+    app_id: str
+    partition: int
+    offsets: dict[str, int]
+    events: int
+
+
 class Store(Protocol):
     def load_triage(self, policy: TriagePolicy) -> Triage:
         """A triage pipeline resumed from the stored state."""
         ...
 
-    def apply(self, changes: Changes, *, dry_run: bool,
-              checkpoint: Checkpoint | None = None) -> None:
+    def apply(self, changes: Changes, *, dry_run: bool, checkpoint: Checkpoint | None = None,
+              progress: Progress | None = None) -> None:
         """Persist one call's changes atomically and idempotently; queue pages for delivery
-        in the outbox unless ``dry_run``; with ``checkpoint``, in the same transaction."""
+        in the outbox unless ``dry_run``; with ``checkpoint`` and ``progress``, in the same
+        transaction."""
         ...
 
     def load_mutes(self, policy: TriagePolicy) -> tuple[list[Silence],

@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase
 from alerts.fingerprint import stable_id
 from alerts.model import Alert, Factor, Incident, Route, Silence, Status
 from alerts.pipeline import Changes, Triage
-from alerts.store import Checkpoint, schema
+from alerts.store import Checkpoint, Progress, schema
 from alerts.store.tables import (
     AcknowledgementRow,
     AlertRow,
@@ -33,6 +33,7 @@ from alerts.store.tables import (
     OccurrenceRow,
     OutboxRow,
     PageRow,
+    PartitionProgressRow,
     PartitionStateRow,
     RejectedEventRow,
     SilenceRow,
@@ -42,7 +43,8 @@ from alerts.store.tables import (
 from stream.events import Reject
 from watchkeeper.config import TriagePolicy
 
-CLOCKS_KEY = "triage_clocks"
+CLOCKS_KEY = "triage_clocks"  # written before migration 0006: every clock in one row (read)
+CLOCK_PREFIX = "triage_clock:"  # a row per model
 SEQ_BASE_STRIDE = 10**12  # events a replayed source may hold before the next one's base
 
 
@@ -178,12 +180,18 @@ class SqlStore:
         new["slack_channel"], new["slack_ts"] = (page[0], page[1]) if page else (None, None)
         return new
 
-    def apply(self, changes: Changes, *, dry_run: bool,
-              checkpoint: Checkpoint | None = None) -> None:
-        if not changes and not changes.clocks and not changes.signals and checkpoint is None:
+    def apply(self, changes: Changes, *, dry_run: bool, checkpoint: Checkpoint | None = None,
+              progress: Progress | None = None) -> None:
+        if (not changes and not changes.clocks and not changes.signals and checkpoint is None
+                and progress is None):
             return
         now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
+            if progress is not None:
+                self.insert_rows(conn, PartitionProgressRow, [{
+                    "app_id": progress.app_id, "partition": progress.partition,
+                    "offsets": progress.offsets, "events": progress.events,
+                    "updated_at": now}], ["app_id", "partition"], True)
             if checkpoint is not None:
                 self.insert_rows(conn, PartitionStateRow, [{
                     "app_id": checkpoint.app_id, "partition": checkpoint.partition,
@@ -230,12 +238,16 @@ class SqlStore:
                     if changes.incidents[i].paged_at is not None],
                     ["message_id"], False)
             if changes.clocks:
-                row = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
-                clocks = dict(row.scalar_one_or_none() or {})
-                for m, c in changes.clocks.items():
-                    clocks[m] = max(c, clocks.get(m, float("-inf")))
-                self.insert_rows(conn, StateRow, [{"key": CLOCKS_KEY, "value": clocks}], ["key"],
-                             True)
+                # a row per model: a model lives in one partition, so each row has one
+                # writer at a time (workers never overwrite each other's models)
+                keys = {f"{CLOCK_PREFIX}{m}": m for m in changes.clocks}
+                found = conn.execute(select(StateRow.key, StateRow.value).where(
+                    StateRow.key.in_(list(keys)))).tuples().all()
+                stored: dict[str, dict[str, Any]] = dict(found)
+                self.insert_rows(conn, StateRow, [
+                    {"key": key, "value": {"clock": max(
+                        changes.clocks[m], float(stored.get(key, {}).get("clock", "-inf")))}}
+                    for key, m in sorted(keys.items())], ["key"], True)
 
     @staticmethod
     def _thread_messages(conn: Connection, changes: Changes,
@@ -286,8 +298,13 @@ class SqlStore:
             incident_rows = conn.execute(select(IncidentRow).where(
                 IncidentRow.status != Status.RESOLVED.value)).mappings().all()
             incidents = [_incident(r) for r in incident_rows]
-            clocks = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
-            clock_map = dict(clocks.scalar_one_or_none() or {})
+            legacy = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
+            clock_map: dict[str, float] = dict(legacy.scalar_one_or_none() or {})
+            for key, value in conn.execute(select(StateRow.key, StateRow.value).where(
+                    StateRow.key.like(f"{CLOCK_PREFIX}%"))).tuples():
+                model_id = key.removeprefix(CLOCK_PREFIX)
+                clock_map[model_id] = max(float(value["clock"]),
+                                          clock_map.get(model_id, float("-inf")))
         silences, feedback = self.load_mutes(policy)
         return Triage(policy, alerts=alerts, incidents=incidents, feedback=feedback,
                       silences=silences, clocks=clock_map)

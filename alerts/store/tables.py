@@ -261,3 +261,16 @@ class PartitionStateRow(Base):
     offsets: Mapped[dict[str, Any]]
     events: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class PartitionProgressRow(Base):
+    """How far a live worker's partition is processed and written, updated with every
+    batch (its checkpoint, in ``partition_state``, is written less often)."""
+
+    __tablename__ = "partition_progress"
+
+    app_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offsets: Mapped[dict[str, Any]]
+    events: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

@@ -48,15 +48,17 @@ class Harness:
                     "WATCHKEEPER_DATABASE_URL": pg_db, "WATCHKEEPER_APP_ID": self.prefix,
                     "WATCHKEEPER_TOPIC_PREFIX": self.prefix, "WATCHKEEPER_PARTITIONS": "4",
                     "WATCHKEEPER_WEB_PORT": "0", "WATCHKEEPER_LOG_LEVEL": "INFO",
-                    "WATCHKEEPER_SESSION_TIMEOUT": "10", "WATCHKEEPER_ENGINE": engine}
+                    "WATCHKEEPER_SESSION_TIMEOUT": "10", "WATCHKEEPER_ENGINE": engine,
+                    "WATCHKEEPER_CHECKPOINT_INTERVAL": "1"}
         ensure_topics(WorkerSettings(config=config, kafka_bootstrap=bootstrap,
                                      topic_prefix=self.prefix, partitions=4))
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "watchkeeper.cli", "worker"],
-                                env=self.env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT)
+                                env={**self.env, **env}, cwd=self.tmp, stdout=log,
+                                stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc
 
@@ -76,6 +78,10 @@ class Harness:
     def processed(self) -> int:
         """Events in the checkpoints (each partition counts its own from 0)."""
         return self.scalar("SELECT sum(events) FROM partition_state")
+
+    def written(self) -> int:
+        """Events processed with their alerts written, checkpointed or not."""
+        return self.scalar("SELECT sum(events) FROM partition_progress")
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -122,13 +128,18 @@ def make_harness(pg_db: str, kafka_bootstrap: str, tmp_path: Path,
         h.close()
 
 
+def _harmful_drift(make_harness: Callable[[Path], Harness],
+                   tmp_path: Path) -> tuple[Harness, list[dict[str, Any]]]:
+    """A harness for the harmful-drift scenario (one page), and its events."""
+    scenario = generate("harmful_drift", predictions=8_000, seed=7)
+    files = write_scenario(scenario, tmp_path / "hd.jsonl")
+    return make_harness(files.config), scenario.events
+
+
 def test_a_killed_worker_resumes_from_its_checkpoint(
     make_harness: Callable[[Path], Harness], tmp_path: Path,
 ) -> None:
-    scenario = generate("harmful_drift", predictions=8_000, seed=7)
-    files = write_scenario(scenario, tmp_path / "hd.jsonl")
-    h = make_harness(files.config)
-    events = scenario.events
+    h, events = _harmful_drift(make_harness, tmp_path)
     half = len(events) // 2
     worker = h.start("first")
     h.produce(events[:half])
@@ -146,6 +157,37 @@ def test_a_killed_worker_resumes_from_its_checkpoint(
     assert h.scalar("SELECT count(*) FROM pages") == 1
     log = (tmp_path / "second.log").read_text(errors="replace")
     assert "resumed from its checkpoint" in log
+
+
+# the faust engine checkpoints every batch (Faust commits offsets itself)
+@pytest.mark.parametrize("make_harness", ["direct"], indirect=True)
+def test_a_worker_killed_between_checkpoints_loses_and_doubles_nothing(
+    make_harness: Callable[[Path], Harness], tmp_path: Path,
+) -> None:
+    h, events = _harmful_drift(make_harness, tmp_path)
+    cut = 3 * len(events) // 4  # past the page
+    # an hour between checkpoints: only the first batch's state is saved before the kill
+    worker = h.start("first", WATCHKEEPER_CHECKPOINT_INTERVAL="3600")
+    h.produce(events[:500])
+    h.wait(lambda: h.processed() == 500, "the first batch's checkpoint")
+    h.produce(events[500:cut])
+    h.wait(lambda: h.written() == cut, "the first part to be processed and written")
+    h.wait(lambda: h.scalar("SELECT count(*) FROM pages") == 1, "the page")
+    assert h.processed() == 500
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    h.produce(events[cut:])
+    h.start("second")
+    h.wait(lambda: h.processed() == len(events), "every event after the restart")
+    time.sleep(3)
+    assert h.processed() == h.written() == len(events)
+    (core,) = h.cores()
+    assert sum(core.accepted.values()) == len(events) and core.duplicates == 0
+    assert h.scalar("SELECT count(*) FROM pages") == 1
+    # what the second worker processed again counted once: each alert's occurrences are
+    # its distinct (fingerprint, index) rows
+    assert h.scalar("SELECT sum(occurrences) FROM alerts") == h.scalar(
+        "SELECT count(*) FROM occurrences") > 0
 
 
 def _partition(key: str, partitions: int = 4) -> int:

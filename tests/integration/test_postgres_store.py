@@ -19,8 +19,8 @@ ALERT_HISTORY = ["alert_id", "fingerprint", "model_id", "kind", "subject", "seve
 PAGES = ["page_id", "alert_id", "model_id", "kind", "subject", "paged_at", "channel",
          "escalation_level", "delivered"]
 TABLES = {"acknowledgements", "alerts", "delivery_attempts", "feedback", "incidents",
-          "occurrences", "outbox", "page_log", "partition_state", "pipeline_state",
-          "rejected_events", "silences", "statistic_snapshots"}
+          "occurrences", "outbox", "page_log", "partition_progress", "partition_state",
+          "pipeline_state", "rejected_events", "silences", "statistic_snapshots"}
 
 
 def psql(url: str, sql: str) -> list[list[str]]:

@@ -91,3 +91,87 @@ def test_revoked_partitions_are_forgotten_and_resume_from_their_checkpoint(
     out = processor.process(incoming(lines[:300]))
     assert processor.skipped == 200 and out.events == 100
     assert processor.pipelines[0].core.processed == 300
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def progress(store: SqlStore) -> list[tuple[int, str, int]]:
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT partition, offsets, events FROM partition_progress").all()
+    return [(p, o, e) for p, o, e in rows]
+
+
+def test_checkpoints_follow_their_interval_and_only_they_may_be_committed(
+    setup: tuple[LiveProcessor, SqlStore, list[bytes]],
+) -> None:
+    processor, store, lines = setup
+    clock = FakeClock()
+    processor = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=10,
+                              clock=clock)
+    processor.process(incoming(lines[:100]))  # a partition's first batch: checkpointed
+    clock.now = 4
+    processor.process(incoming(lines[100:250], start=100))
+    saved = store.load_checkpoint("wk", 0)
+    assert saved is not None and (saved.offsets, saved.events) == ({TOPIC: 99}, 100)
+    assert processor.committable() == {(TOPIC, 0): 100}
+    # the batch's alerts are written, and how far it got
+    assert progress(store) == [(0, f'{{"{TOPIC}": 249}}', 250)]
+    clock.now = 9.9
+    processor.flush()  # not due yet
+    assert store.load_checkpoint("wk", 0) == saved
+    clock.now = 10
+    processor.flush()
+    saved = store.load_checkpoint("wk", 0)
+    assert saved is not None and (saved.offsets, saved.events) == ({TOPIC: 249}, 250)
+    assert processor.committable() == {(TOPIC, 0): 250}
+    clock.now = 11
+    processor.process(incoming(lines[250:300], start=250))
+    processor.flush(force=True)  # a hand-over does not wait
+    assert processor.committable() == {(TOPIC, 0): 300}
+
+
+def alert_rows(store: SqlStore) -> list[tuple[object, ...]]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT alert_id, status, occurrences, paged FROM alert_history ORDER BY alert_id")]
+
+
+def test_a_worker_killed_between_checkpoints_is_resumed_exactly(
+    setup: tuple[LiveProcessor, SqlStore, list[bytes]], tmp_path: Path,
+) -> None:
+    processor, store, lines = setup
+    n = len(lines)
+    ref_store = SqlStore(str(tmp_path / "ref.db"))
+    reference = LiveProcessor(processor.config, ref_store, app_id="r")
+    for start in range(0, n, 250):
+        reference.process(incoming(lines[start:start + 250], start=start))
+
+    clock = FakeClock()
+    first = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=60,
+                          clock=clock)
+    for start in range(0, 2 * n // 3, 250):  # past the page: alerts and the page are written
+        clock.now += 1
+        first.process(incoming(lines[start:start + 250], start=start))
+    committed = first.committable()
+    assert committed == {(TOPIC, 0): 250}  # one checkpoint: the first batch
+    assert alert_rows(store) and any(paged for *_, paged in alert_rows(store))
+    del first  # killed: what followed its checkpoint is processed again
+
+    second = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=60)
+    for start in range(committed[(TOPIC, 0)], n, 250):
+        second.process(incoming(lines[start:start + 250], start=start))
+    second.flush(force=True)
+    core, ref = second.pipelines[0].core, reference.pipelines[0].core
+    assert core.processed == ref.processed == n
+    assert core.accepted == ref.accepted and core.counters()["join"] == ref.counters()["join"]
+    # triage skipped the signals it had taken: no alert counted twice, one page
+    assert alert_rows(store) == alert_rows(ref_store)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM page_log").scalar() == 1

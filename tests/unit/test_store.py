@@ -192,10 +192,11 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
         ("table", t)
         for t in [*TABLES, "silences", "feedback", "acknowledgements", "alembic_version"]
     } <= created
-    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0005"}]
-    assert ("table", "partition_state") in created
-    schema.downgrade(url, "0001")  # down to 0001: the checkpoints and attempts tables go
+    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0006"}]
+    assert {("table", "partition_state"), ("table", "partition_progress")} <= created
+    schema.downgrade(url, "0001")  # down to 0001: checkpoints, progress and attempts go
     assert objects(db) == created - {("table", "partition_state"),
+                                     ("table", "partition_progress"),
                                      ("table", "delivery_attempts"),
                                      ("index", "ix_delivery_attempts_message_id")}
     schema.downgrade(url)
@@ -343,7 +344,7 @@ def test_applying_the_same_changes_twice_adds_nothing(store: SqlStore, db: Path)
         "statistic_snapshots": 5,
         "page_log": 1,
         "outbox": 2,  # the page and one thread reply
-        "pipeline_state": 1,
+        "pipeline_state": 2,  # a triage clock per model
         "rejected_events": 0,
     }
 
@@ -380,6 +381,23 @@ def test_replaying_through_a_loaded_triage_adds_nothing(store: SqlStore, db: Pat
 # -- load_triage ---------------------------------------------------------------------------
 
 
+def test_clocks_are_a_row_per_model_and_the_old_shared_row_is_still_read(
+    store: SqlStore, db: Path
+) -> None:
+    from alerts.store.tables import StateRow
+
+    with store.engine.begin() as conn:  # as written before migration 0006
+        conn.execute(insert(StateRow).values(key="triage_clocks",
+                                             value={"a": T0 + 5, "b": T0 + 5}))
+    # two workers, each with its own model: neither write can lose the other's clock
+    other = SqlStore(f"sqlite:///{db}", migrate=False)
+    store.apply(Changes(clocks={"a": T0 + 9}), dry_run=True)
+    other.apply(Changes(clocks={"c": T0 + 1}), dry_run=True)
+    store.apply(Changes(clocks={"a": T0 + 7, "b": T0}), dry_run=True)  # never goes back
+    assert store.load_triage(POLICY).clocks == {"a": T0 + 9, "b": T0 + 5, "c": T0 + 1}
+    other.close()
+
+
 def test_load_triage_resumes_alerts_incidents_and_clocks(store: SqlStore, db: Path) -> None:
     t, c = mixed_changes()
     store.apply(c, dry_run=True)
@@ -399,7 +417,8 @@ def test_load_triage_resumes_alerts_incidents_and_clocks(store: SqlStore, db: Pa
         )
     assert loaded.clocks == t.clocks == {"m": T0 + 14, "m2": T0 + 13 + RESOLVE + 1}
     state = query(db, "SELECT key, value FROM pipeline_state")
-    assert [(r["key"], json.loads(r["value"])) for r in state] == [("triage_clocks", t.clocks)]
+    assert sorted((r["key"], json.loads(r["value"])) for r in state) == [
+        (f"triage_clock:{m}", {"clock": c}) for m, c in sorted(t.clocks.items())]
     store.apply(Changes(clocks={"m": T0, "m3": T0}), dry_run=True)  # a clock never goes back
     assert store.load_triage(POLICY).clocks == {**t.clocks, "m3": T0}
 
