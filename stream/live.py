@@ -86,7 +86,7 @@ class LiveProcessor:
 
     def _new_pipeline(self, partition: int) -> Pipeline:
         pipeline = Pipeline(self.config, self.store, source=f"{self.app_id}:{partition}",
-                            dry_run=self.dry_run)
+                            dry_run=self.dry_run, keep_totals=False)
         saved = self.store.load_checkpoint(self.app_id, partition)
         if saved is not None:
             pipeline.restore(saved.state)

@@ -26,6 +26,10 @@ MUTES_REFRESH_SECONDS = 30.0
 
 @dataclass
 class Totals:
+    """What a run produced, for its report: signal counts by kind, and (unless the pipeline
+    runs without ``keep_totals``, as a live worker does: they would grow for ever) the
+    pages, alert and incident ids."""
+
     signals: Counter[str] = field(default_factory=Counter)
     pages: list[Page] = field(default_factory=list)
     alerts: set[str] = field(default_factory=set)
@@ -38,7 +42,8 @@ class Pipeline:
     def __init__(self, config: Config, store: Store | None, *, source: str,
                  dry_run: bool = True, triage: Triage | None = None,
                  on_page: Callable[[Page], None] | None = None,
-                 on_signal: Callable[[Signal], None] | None = None) -> None:
+                 on_signal: Callable[[Signal], None] | None = None,
+                 keep_totals: bool = True) -> None:
         self.config = config
         self.core = Core(config, load_profiles(config))
         self.store = store
@@ -49,6 +54,7 @@ class Pipeline:
         self.on_page = on_page
         self.on_signal = on_signal
         self.totals = Totals()
+        self.keep_totals = keep_totals
         self._mutes_loaded = time.monotonic()
 
     def feed(self, messages: Sequence[bytes],
@@ -101,9 +107,10 @@ class Pipeline:
             t.signals[str(sig.kind)] += 1
             if self.on_signal is not None:
                 self.on_signal(sig)
-        t.alerts.update(changes.alerts)
-        t.incidents.update(changes.incidents)
-        for page in changes.pages:
-            t.pages.append(page)
-            if self.on_page is not None:
+        if self.keep_totals:
+            t.alerts.update(changes.alerts)
+            t.incidents.update(changes.incidents)
+            t.pages.extend(changes.pages)
+        if self.on_page is not None:
+            for page in changes.pages:
                 self.on_page(page)
