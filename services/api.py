@@ -15,7 +15,6 @@ import hmac
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
@@ -56,30 +55,11 @@ def verify_slack_signature(secret: str, timestamp: str | None, body: bytes,
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-class ReplayGuard:
-    """Signatures seen in the last five minutes: a second delivery of one is a replay."""
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self.limit = limit
-
-    def first_time(self, signature: str, now: float) -> bool:
-        while self._seen and (next(iter(self._seen.values())) < now - 2 * MAX_AGE_SECONDS
-                              or len(self._seen) > self.limit):
-            self._seen.popitem(last=False)
-        if signature in self._seen:
-            return False
-        self._seen[signature] = now
-        return True
-
-
 def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | None, *,
               api_token: str | None = None,
               clock: Callable[[], float] = time.time) -> web.Application:
     """The API app. Slack interactivity needs ``signing_secret``; the HTTP actions
     (``POST /api/alerts/{alert_id}/{action}``) need ``api_token`` as a bearer token."""
-    guard = ReplayGuard()
-
     async def interactions(request: web.Request) -> web.Response:
         body = await request.read()
         now = clock()
@@ -89,7 +69,11 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
                                       body, signature, now):
             return web.json_response({"error": "invalid or expired signature"}, status=401)
         assert signature is not None
-        if not guard.first_time(signature, now):
+        # seen by any API process in the window a timestamp is accepted: a replay
+        key = hashlib.sha256(signature.encode("utf-8", "replace")).hexdigest()
+        first = await asyncio.to_thread(store.first_use, key, datetime.fromtimestamp(
+            now, tz=UTC), 2 * MAX_AGE_SECONDS)
+        if not first:
             return web.json_response({"error": "replayed request"}, status=401)
         try:
             payload = json.loads(parse_qs(body.decode())["payload"][0])

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, create_engine, func, insert, select, update
+from sqlalchemy import Engine, case, create_engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase
@@ -36,6 +36,7 @@ from alerts.store.tables import (
     PartitionProgressRow,
     PartitionStateRow,
     RejectedEventRow,
+    SeenRequestRow,
     SilenceRow,
     SnapshotRow,
     StateRow,
@@ -346,6 +347,16 @@ class SqlStore:
         state, offsets, events = row
         return Checkpoint(app_id, partition, bytes(state),
                           {k: int(v) for k, v in offsets.items()}, int(events))
+
+    def first_use(self, key: str, at: datetime, keep_seconds: float) -> bool:
+        """True the first time ``key`` is presented within ``keep_seconds``, across every
+        process on this database (what a replay guard needs); keys older than that go."""
+        cutoff = datetime.fromtimestamp(at.timestamp() - keep_seconds, tz=UTC)
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeenRequestRow).where(SeenRequestRow.seen_at < cutoff))
+            taken = conn.execute(dialect_insert(conn)(SeenRequestRow).values(
+                key=key, seen_at=at).on_conflict_do_nothing(index_elements=["key"]))
+            return taken.rowcount == 1
 
     def seq_base(self, source: str) -> int:
         """The first event index of a replayed source: allocated above everything recorded

@@ -274,3 +274,14 @@ class PartitionProgressRow(Base):
     offsets: Mapped[dict[str, Any]]
     events: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class SeenRequestRow(Base):
+    """Signed requests already taken (the SHA-256 of their signature), for a few minutes:
+    a second delivery of one, to any API process, is a replay."""
+
+    __tablename__ = "seen_requests"
+    __table_args__ = (Index("ix_seen_requests_seen_at", "seen_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime]

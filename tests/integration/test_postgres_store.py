@@ -1,17 +1,21 @@
 """The alert store on a real PostgreSQL server: migrations, CONTRACT views via psql,
-idempotent re-processing."""
+idempotent re-processing, state shared by several processes."""
 
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from alerts.pipeline import Changes
 from alerts.store.schema import database_url, downgrade, upgrade
+from alerts.store.sql import SqlStore
 from stream.scenarios import generate, write_scenario
 from watchkeeper.cli import main
+from watchkeeper.config import TriagePolicy
 
 ALERT_HISTORY = ["alert_id", "fingerprint", "model_id", "kind", "subject", "severity", "status",
                  "first_seen", "last_seen", "occurrences", "paged", "acknowledged_at",
@@ -20,7 +24,8 @@ PAGES = ["page_id", "alert_id", "model_id", "kind", "subject", "paged_at", "chan
          "escalation_level", "delivered"]
 TABLES = {"acknowledgements", "alerts", "delivery_attempts", "feedback", "incidents",
           "occurrences", "outbox", "page_log", "partition_progress", "partition_state",
-          "pipeline_state", "rejected_events", "silences", "statistic_snapshots"}
+          "pipeline_state", "rejected_events", "seen_requests", "silences",
+          "statistic_snapshots"}
 
 
 def psql(url: str, sql: str) -> list[list[str]]:
@@ -116,3 +121,16 @@ def test_db_command_migrates_postgres(pg_db: str, capsys: pytest.CaptureFixture[
     assert relations(pg_db) == ({"alembic_version"}, set())
     out = capsys.readouterr().out
     assert "upgrade to head done" in out and "downgrade to base done" in out
+
+
+def test_the_replay_guard_and_triage_clocks_hold_across_processes(pg_db: str) -> None:
+    one, two = SqlStore(pg_db), SqlStore(pg_db, migrate=False)  # two processes' stores
+    at = datetime(2026, 11, 26, tzinfo=UTC)
+    assert one.first_use("sig", at, 600) is True
+    assert two.first_use("sig", at, 600) is False
+    one.apply(Changes(clocks={"a": 5.0}), dry_run=True)
+    two.apply(Changes(clocks={"b": 7.0}), dry_run=True)
+    one.apply(Changes(clocks={"a": 4.0}), dry_run=True)
+    assert two.load_triage(TriagePolicy()).clocks == {"a": 5.0, "b": 7.0}
+    one.close()
+    two.close()

@@ -254,6 +254,9 @@ def test_a_replayed_request_is_refused(
     headers = sign(body, int(NOW))
     assert post(paged, settings, [(body, headers), (body, headers)]) == [200, 401]
     assert rows(paged, "SELECT count(*) FROM feedback") == [(1,)]
+    # another API process (a second replica) refuses it too
+    assert post(paged, settings, [(body, headers)]) == [401]
+    assert rows(paged, "SELECT count(*) FROM feedback") == [(1,)]
 
 
 def test_not_actionable_lowers_the_score_until_it_stops_paging(

@@ -192,11 +192,13 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
         ("table", t)
         for t in [*TABLES, "silences", "feedback", "acknowledgements", "alembic_version"]
     } <= created
-    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0006"}]
+    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0007"}]
     assert {("table", "partition_state"), ("table", "partition_progress")} <= created
-    schema.downgrade(url, "0001")  # down to 0001: checkpoints, progress and attempts go
+    schema.downgrade(url, "0001")  # down to 0001: the tables added since go
     assert objects(db) == created - {("table", "partition_state"),
                                      ("table", "partition_progress"),
+                                     ("table", "seen_requests"),
+                                     ("index", "ix_seen_requests_seen_at"),
                                      ("table", "delivery_attempts"),
                                      ("index", "ix_delivery_attempts_message_id")}
     schema.downgrade(url)
@@ -395,6 +397,20 @@ def test_clocks_are_a_row_per_model_and_the_old_shared_row_is_still_read(
     other.apply(Changes(clocks={"c": T0 + 1}), dry_run=True)
     store.apply(Changes(clocks={"a": T0 + 7, "b": T0}), dry_run=True)  # never goes back
     assert store.load_triage(POLICY).clocks == {"a": T0 + 9, "b": T0 + 5, "c": T0 + 1}
+    other.close()
+
+
+def test_first_use_is_true_once_per_key_within_its_window(store: SqlStore, db: Path) -> None:
+    other = SqlStore(f"sqlite:///{db}", migrate=False)  # another process on the database
+    at = datetime.fromtimestamp(T0, tz=UTC)
+    later = datetime.fromtimestamp(T0 + 599, tz=UTC)
+    assert store.first_use("k1", at, 600) is True
+    assert other.first_use("k1", later, 600) is False
+    assert other.first_use("k2", later, 600) is True
+    # once the window has passed, keys are forgotten (and the table does not grow)
+    assert store.first_use("k1", datetime.fromtimestamp(T0 + 601, tz=UTC), 600) is True
+    assert [r["key"] for r in query(db, "SELECT key FROM seen_requests ORDER BY key")] == [
+        "k1", "k2"]
     other.close()
 
 
