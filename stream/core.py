@@ -23,12 +23,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from operator import is_not
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
-from stream.columns import extract
-from stream.events import DedupeSet, EventDecoder, Metric, Outcome, Prediction, Reject
+from stream.columns import MISSING
+from stream.events import DedupeSet, Event, EventDecoder, Metric, Outcome, Prediction, Reject
 from stream.monitors.business import BusinessMonitor
 from stream.monitors.inputs import InputMonitor, LabelMonitor
 from stream.monitors.join import LabelJoin
@@ -36,6 +39,9 @@ from stream.monitors.performance import Labelled, PerformanceMonitor
 from stream.reference import ClassIndex, ModelProfile, SliceDim
 from stream.signals import Signal
 from watchkeeper.config import Config
+
+T = TypeVar("T")
+Rows = NDArray[np.intp]  # indices into a batch's events
 
 
 @dataclass(slots=True)
@@ -50,6 +56,19 @@ class BatchResult:
 
 # A prediction waiting for its label: (version, prediction, score, slice keys).
 _Pending = tuple[str | None, Any, float | None, tuple[str | None, ...]]
+
+_KINDS: dict[type, int] = {Prediction: 0, Outcome: 1, Metric: 2}
+_NO_TAGS: dict[str, Any] = {}
+
+
+@dataclass(slots=True)
+class _Labels:
+    """Labelled predictions of one model, in the order of the label's arrival (``seq``)."""
+
+    seq: NDArray[np.int64]
+    ts: NDArray[np.float64]
+    labels: list[Any]
+    pending: list[_Pending]
 
 
 class ModelRuntime:
@@ -75,26 +94,60 @@ class ModelRuntime:
             return [()] * len(preds)
         cols: list[list[str | None]] = []
         for dim, cache in zip(dims, self._slice_cache, strict=True):
-            rows = [p.features for p in preds] if dim.source == "feature" else [
-                p.tags or {} for p in preds]
-            cols.append(_labels(dim, cache, extract(rows, dim.name)))
+            name = dim.name
+            if dim.source == "feature":
+                values = [p.features.get(name, MISSING) for p in preds]
+            else:
+                values = [(p.tags or _NO_TAGS).get(name, MISSING) for p in preds]
+            cols.append(_labels(dim, cache, values))
         return list(zip(*cols, strict=True))
 
     def encode(self, values: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
         if self.classes is not None:
             return self.classes.codes(values)
+        if set(map(type, values)) <= {float}:
+            return np.array(values, dtype=np.float64)
         return np.array([float(v) if type(v) is float else np.nan for v in values])
 
 
 def _labels(dim: SliceDim, cache: dict[Any, str | None], values: list[Any]) -> list[str | None]:
     if dim.edges is not None:
-        return [dim.label(v) for v in values]
+        return dim.labels(values)
     out = list(map(cache.get, values))
     if None in out:
         for v in set(values) - cache.keys():
             cache[v] = dim.label(v)
         out = list(map(cache.get, values))
     return out
+
+
+def _take(values: Sequence[T], rows: Rows) -> list[T]:
+    """The items of ``values`` at ``rows``."""
+    return [values[i] for i in rows.tolist()]
+
+
+def _present(values: Sequence[Any]) -> NDArray[np.bool_]:
+    """True where a value is not None."""
+    return np.fromiter(map(is_not, values, repeat(None)), dtype=np.bool_, count=len(values))
+
+
+def _split(events: Sequence[Event]) -> tuple[dict[str, Rows], dict[str, Rows], dict[str, Rows]]:
+    """The rows of each model's predictions, outcomes and metrics; in each, the models come
+    in the order of their first such event."""
+    n = len(events)
+    kind = np.fromiter(map(_KINDS.__getitem__, map(type, events)), dtype=np.int64, count=n)
+    model_ids = [ev.model_id for ev in events]
+    models = list(dict.fromkeys(model_ids))
+    if len(models) > 1:
+        codes = {m: i for i, m in enumerate(models)}
+        kind += 3 * np.fromiter(map(codes.__getitem__, model_ids), dtype=np.int64, count=n)
+    groups: tuple[dict[str, Rows], dict[str, Rows], dict[str, Rows]] = ({}, {}, {})
+    for k, group in enumerate(groups):
+        found = [(m, np.flatnonzero(kind == 3 * i + k)) for i, m in enumerate(models)]
+        found = [(m, rows) for m, rows in found if len(rows)]
+        found.sort(key=lambda item: int(item[1][0]))
+        group.update(found)
+    return groups
 
 
 class Core:
@@ -129,117 +182,108 @@ class Core:
             events = [events[i] for i in keep]
             seqs = [seqs[i] for i in keep]
         result.accepted = len(events)
-        preds: dict[str, tuple[list[Prediction], list[int]]] = {}
-        outcomes: list[tuple[int, Outcome, float]] = []  # with the watermark at its arrival
-        metrics: dict[str, tuple[list[Metric], list[int]]] = {}
-        watermark = self.watermark
-        for s, ev in zip(seqs, events, strict=True):
-            ts: float = ev.ts  # type: ignore[assignment]  # the decoder made it epoch seconds
-            if ts > watermark:
-                watermark = ts
-            kind = type(ev)
-            if kind is Prediction:
-                group = preds.get(ev.model_id)
-                if group is None:
-                    group = preds[ev.model_id] = ([], [])
-                group[0].append(ev)  # type: ignore[arg-type]
-                group[1].append(s)
-            elif kind is Outcome:
-                outcomes.append((s, ev, watermark))  # type: ignore[arg-type]
-            else:
-                mgroup = metrics.get(ev.model_id)
-                if mgroup is None:
-                    mgroup = metrics[ev.model_id] = ([], [])
-                mgroup[0].append(ev)  # type: ignore[arg-type]
-                mgroup[1].append(s)
-        self.watermark = watermark
+        seq = np.array(seqs, dtype=np.int64)
         # the decoder made every ts epoch seconds (float)
-        tops: list[tuple[str, Any]] = [(m, max(p.ts for p in g[0])) for m, g in preds.items()]
-        tops += [(m, max(x.ts for x in g[0])) for m, g in metrics.items()]
-        tops += [(o.model_id, o.ts) for _, o, _ in outcomes]
-        marks = self.watermarks
-        for model_id, top in tops:
-            if top > marks.get(model_id, float("-inf")):
-                marks[model_id] = top
-        n_pred = sum(len(g[0]) for g in preds.values())
-        n_metric = sum(len(g[0]) for g in metrics.values())
-        self.accepted.update(prediction=n_pred, outcome=len(outcomes), metric=n_metric)
-        labelled = self._predictions(preds, result)
-        self._outcomes(outcomes, labelled)
-        for model_id, items in labelled.items():
-            result.signals.extend(self._labelled(self.models[model_id], items))
-        for model_id, (mets, mseqs) in metrics.items():
+        ts = np.array([ev.ts for ev in events], dtype=np.float64)
+        # the watermark at each event's arrival (its own time included)
+        marks = np.maximum(np.maximum.accumulate(ts), self.watermark)
+        if len(marks):
+            self.watermark = float(marks[-1])
+        preds, outcomes, metrics = _split(events)
+        watermarks = self.watermarks
+        for group in (preds, metrics, outcomes):
+            for model_id, rows in group.items():
+                top = float(ts[rows].max())
+                if top > watermarks.get(model_id, float("-inf")):
+                    watermarks[model_id] = top
+        self.accepted.update(prediction=sum(map(len, preds.values())),
+                             outcome=sum(map(len, outcomes.values())),
+                             metric=sum(map(len, metrics.values())))
+        labelled = self._predictions(events, preds, seq, ts, result)
+        self._outcomes(events, outcomes, seq, ts, marks, labelled)
+        for model_id, parts in labelled.items():
+            result.signals.extend(self._labelled(self.models[model_id], parts))
+        for model_id, rows in metrics.items():
+            mets: list[Metric] = _take(events, rows)  # type: ignore[arg-type]
             result.signals.extend(self.models[model_id].business.update(
-                [m.name for m in mets], np.array([m.value for m in mets]),
-                np.array(mseqs, dtype=np.int64), np.array([m.ts for m in mets])))
+                [m.name for m in mets], np.array([m.value for m in mets]), seq[rows],
+                ts[rows]))
         for rt in self.models.values():
             rt.join.expire(self.watermark)
         result.signals.sort(key=lambda sig: sig.seq)
         return result
 
     def _predictions(
-        self, preds: dict[str, tuple[list[Prediction], list[int]]], result: BatchResult
-    ) -> dict[str, list[tuple[int, float, Any, _Pending]]]:
-        labelled: dict[str, list[tuple[int, float, Any, _Pending]]] = {}
-        for model_id, (rows, seqs) in preds.items():
+        self, events: list[Event], preds: dict[str, Rows], seq: NDArray[np.int64],
+        ts: NDArray[np.float64], result: BatchResult
+    ) -> dict[str, list[_Labels]]:
+        """Feed each model's predictions to its input monitor; those with a label inline are
+        returned, those with a ``request_id`` wait in the join for their outcome."""
+        labelled: dict[str, list[_Labels]] = {}
+        for model_id, at in preds.items():
             rt = self.models[model_id]
-            seq_arr = np.array(seqs, dtype=np.int64)
-            ts_arr = np.array([p.ts for p in rows], dtype=np.float64)
-            result.signals.extend(rt.inputs.update(rows, seq_arr, ts_arr))
+            rows: list[Prediction] = _take(events, at)  # type: ignore[arg-type]
+            pseq, pts = seq[at], ts[at]
+            result.signals.extend(rt.inputs.update(rows, pseq, pts))
             if rt.performance is None and rt.labels is None:
                 continue
-            keys = rt.slice_keys(rows)
-            items = labelled.setdefault(model_id, [])
-            j_keys: list[str] = []
-            j_rows: list[tuple[_Pending]] = []
-            j_ts: list[float] = []
-            j_seq: list[int] = []
-            for p, s, k in zip(rows, seqs, keys, strict=True):
-                if p.label is not None:
-                    items.append((s, p.ts, p.label,  # type: ignore[arg-type]
-                                  (p.model_version, p.prediction, p.score, k)))
-                elif p.request_id is not None:
-                    j_keys.append(p.request_id)
-                    j_rows.append(((p.model_version, p.prediction, p.score, k),))
-                    j_ts.append(p.ts)  # type: ignore[arg-type]
-                    j_seq.append(s)
-            rt.join.add_many(j_keys, j_rows, j_ts, j_seq)
+            parts = labelled.setdefault(model_id, [])
+            labels = [p.label for p in rows]
+            requests = [p.request_id for p in rows]
+            pending: list[_Pending] = [
+                (p.model_version, p.prediction, p.score, k)
+                for p, k in zip(rows, rt.slice_keys(rows), strict=True)]
+            has_label = _present(labels)
+            inline = np.flatnonzero(has_label)
+            parts.append(_Labels(pseq[inline], pts[inline], _take(labels, inline),
+                                 _take(pending, inline)))
+            waiting = np.flatnonzero(~has_label & _present(requests))
+            rt.join.add_many(_take(requests, waiting), list(zip(_take(pending, waiting))),
+                             pts[waiting].tolist(), pseq[waiting].tolist())
         return labelled
 
-    def _outcomes(self, outcomes: list[tuple[int, Outcome, float]],
-                  labelled: dict[str, list[tuple[int, float, Any, _Pending]]]) -> None:
-        for s, o, now in outcomes:
-            hit = self.models[o.model_id].join.match(o.request_id, now, s)
-            if hit is not None:
-                labelled.setdefault(o.model_id, []).append(
-                    (s, o.ts, o.label, hit[0]))  # type: ignore[arg-type]
+    def _outcomes(self, events: list[Event], outcomes: dict[str, Rows], seq: NDArray[np.int64],
+                  ts: NDArray[np.float64], marks: NDArray[np.float64],
+                  labelled: dict[str, list[_Labels]]) -> None:
+        """Match each model's outcomes (in order, each at the watermark of its arrival)."""
+        for model_id, at in outcomes.items():
+            rows: list[Outcome] = _take(events, at)  # type: ignore[arg-type]
+            hits = self.models[model_id].join.match_many(
+                [o.request_id for o in rows], marks[at].tolist(), seq[at].tolist())
+            found = np.flatnonzero(_present(hits))
+            if len(found):
+                labelled.setdefault(model_id, []).append(_Labels(
+                    seq[at[found]], ts[at[found]], [rows[i].label for i in found.tolist()],
+                    [hits[i][0] for i in found.tolist()]))  # type: ignore[index]
 
-    def _labelled(self, rt: ModelRuntime,
-                  items: list[tuple[int, float, Any, _Pending]]) -> list[Signal]:
-        if not items:
+    def _labelled(self, rt: ModelRuntime, parts: list[_Labels]) -> list[Signal]:
+        seq = np.concatenate([part.seq for part in parts])
+        if not len(seq):
             return []
-        items.sort(key=lambda it: it[0])
-        seq = np.array([it[0] for it in items], dtype=np.int64)
-        ts = np.array([it[1] for it in items], dtype=np.float64)
-        raw_labels = [it[2] for it in items]
+        ts = np.concatenate([part.ts for part in parts])
+        raw_labels = [label for part in parts for label in part.labels]
+        pending = [pend for part in parts for pend in part.pending]
+        if len(parts) > 1:  # in the order of the labels' arrival
+            order = np.argsort(seq, kind="stable")
+            seq, ts = seq[order], ts[order]
+            raw_labels, pending = _take(raw_labels, order), _take(pending, order)
         out: list[Signal] = []
         if rt.performance is not None:
-            pend = [it[3] for it in items]
+            versions, predictions, scores, slices = (list(col) for col in zip(*pending,
+                                                                              strict=True))
             y = rt.encode(raw_labels)
-            p = rt.encode([x[1] for x in pend])
-            s = np.array([np.nan if x[2] is None else x[2] for x in pend])
+            p = rt.encode(predictions)
+            s = np.array(scores, dtype=np.float64)  # None: NaN
             ok = ~(np.isnan(y) | np.isnan(p))
+            pseq, pts = seq, ts
             if not ok.all():
-                keep = np.flatnonzero(ok).tolist()
-                seq, ts, y, p, s = seq[ok], ts[ok], y[ok], p[ok], s[ok]
-                pend = [pend[i] for i in keep]
+                keep = np.flatnonzero(ok)
+                pseq, pts, y, p, s = pseq[ok], pts[ok], y[ok], p[ok], s[ok]
+                versions, slices = _take(versions, keep), _take(slices, keep)
             out.extend(rt.performance.update(Labelled(
-                seq=seq, ts=ts, y=y, pred=p, score=s, version=[x[0] for x in pend],
-                slices=[x[3] for x in pend])))
+                seq=pseq, ts=pts, y=y, pred=p, score=s, version=versions, slices=slices)))
         if rt.labels is not None:
-            lseq = np.array([it[0] for it in items], dtype=np.int64)
-            lts = np.array([it[1] for it in items], dtype=np.float64)
-            out.extend(rt.labels.update(raw_labels, lseq, lts))
+            out.extend(rt.labels.update(raw_labels, seq, ts))
         return out
 
     @property

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from itertools import filterfalse
+from operator import methodcaller
 from typing import Annotated, Any
 
 import msgspec
@@ -36,6 +38,8 @@ Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | float
 
 MIN_EPOCH = 0.0  # 1970-01-01
 MAX_EPOCH = 32503680000.0  # 3000-01-01
+# decode_many checks single-event messages this many at a time, while they are in the cache
+DECODE_CHUNK = 256
 
 
 class Reason(StrEnum):
@@ -121,17 +125,12 @@ class DedupeSet:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: dict[str, None] = {}  # for lookups
+        self._order: deque[str] = deque()  # the same ids, oldest first, for evictions
 
     def seen(self, event_id: str) -> bool:
         """True when ``event_id`` was seen before (and is still remembered); else remember it."""
-        ids = self._ids
-        if event_id in ids:
-            return True
-        ids[event_id] = None
-        if len(ids) > self.capacity:
-            ids.popitem(last=False)
-        return False
+        return self.filter([event_id])[0]
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -144,11 +143,12 @@ class DedupeSet:
         >>> r = pickle.loads(pickle.dumps(d)); r.capacity, r.seen("b"), r.seen("a")
         (3, True, False)
         """
-        return {"capacity": self.capacity, "ids": list(self._ids)}
+        return {"capacity": self.capacity, "ids": list(self._order)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.capacity = state["capacity"]
-        self._ids = OrderedDict.fromkeys(state["ids"])
+        self._ids = dict.fromkeys(state["ids"])
+        self._order = deque(self._ids)
 
     def filter(self, ids: list[str | None]) -> list[bool]:
         """For a batch: True for each id already seen (None ids are never duplicates).
@@ -157,6 +157,7 @@ class DedupeSet:
         [False, False, True, False, False]
         """
         known = self._ids
+        order = self._order
         capacity = self.capacity
         out = []
         for eid in ids:
@@ -166,10 +167,25 @@ class DedupeSet:
                 out.append(True)
             else:
                 known[eid] = None
+                order.append(eid)
                 if len(known) > capacity:
-                    known.popitem(last=False)
+                    del known[order.popleft()]
                 out.append(False)
         return out
+
+
+_isascii = methodcaller("isascii")
+
+
+def _is_utf8(data: bytes) -> bool:
+    """True if ``data`` is valid UTF-8 (msgspec does not check the fields it skips)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _classify_validation(msg: str) -> Reason:
@@ -212,15 +228,18 @@ class EventDecoder:
         self.max_event_bytes = max_event_bytes
         self.max_message_bytes = max_message_bytes
         self._event = msgspec.json.Decoder(Event)
+        self._events = msgspec.json.Decoder(list[Event])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable (for state snapshots): the msgspec decoders are rebuilt on load."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_event", "_batch")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_event", "_events", "_batch")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._event = msgspec.json.Decoder(Event)
+        self._events = msgspec.json.Decoder(list[Event])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
 
     def decode(self, message: bytes) -> tuple[list[Event], list[Reject]]:
@@ -254,17 +273,37 @@ class EventDecoder:
         """Decode a batch of messages, numbering every element from ``start`` in order.
 
         Returns the events with their indices, and the rejects with theirs. The common
-        case (one well-formed event per message) takes an inlined fast path.
+        cases take fast paths: single-event messages are decoded and checked
+        ``DECODE_CHUNK`` at a time when all of them are valid, and so is each batch message
+        (JSON array) whose elements are all valid; any other message is examined on its
+        own.
         """
+        batch = messages if isinstance(messages, list) else list(messages)
         events: list[Event] = []
         seqs: list[int] = []
         rejected: list[tuple[int, Reject]] = []
+        seq = start
+        for first in range(0, len(batch), DECODE_CHUNK):
+            chunk = batch[first:first + DECODE_CHUNK]
+            valid = self._valid_events(chunk)
+            if valid is None:
+                seq = self._each(chunk, first, seq, events, seqs, rejected)
+            else:
+                events += valid
+                seqs += range(seq, seq + len(valid))
+                seq += len(valid)
+        return events, seqs, rejected
+
+    def _each(self, messages: list[bytes], first: int, seq: int, events: list[Event],
+              seqs: list[int], rejected: list[tuple[int, Reject]]) -> int:
+        """:meth:`decode_many` message by message (``first``: the position of the first);
+        returns the index of the next event."""
         fast = self._event.decode
         models = self.models
         limit = self.max_event_bytes
-        seq = start
-        for position, message in enumerate(messages):
-            if message[:1] == b"{" and len(message) <= limit:
+        for position, message in enumerate(messages, first):
+            head = message[:1]
+            if head == b"{" and len(message) <= limit:
                 try:
                     if not message.isascii():
                         message.decode("utf-8")  # msgspec does not check skipped fields
@@ -283,6 +322,13 @@ class EventDecoder:
                             seqs.append(seq)
                             seq += 1
                             continue
+            elif head == b"[":
+                valid = self._valid_batch(message)
+                if valid is not None:
+                    events.extend(valid)
+                    seqs.extend(range(seq, seq + len(valid)))
+                    seq += len(valid)
+                    continue
             evs, rejects = self.decode(message)
             if not rejects:
                 events.extend(evs)
@@ -299,7 +345,61 @@ class EventDecoder:
                     events.append(next(it))
                     seqs.append(seq)
                 seq += 1
-        return events, seqs, rejected
+        return seq
+
+    def _valid_events(self, messages: list[bytes]) -> list[Event] | None:
+        """The events of ``messages`` if every one is a single valid event, else None.
+
+        Valid means what :meth:`decode` would accept without a reject: within the size
+        limit, UTF-8, decodable, and passing :meth:`_check`.
+        """
+        if not messages or max(map(len, messages)) > self.max_event_bytes:
+            return None
+        try:
+            events = list(map(self._event.decode, messages))
+            for message in filterfalse(_isascii, messages):
+                message.decode("utf-8")  # msgspec does not check the fields it skips
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            return None  # a batch message, or one that fails: each is examined on its own
+        return events if self._accept(events) else None
+
+    def _valid_batch(self, message: bytes) -> list[Event] | None:
+        """The events of a batch message (a JSON array) if every element is a valid event
+        (as :meth:`_valid_events` means it), else None."""
+        if len(message) > self.max_message_bytes or not _is_utf8(message):
+            return None
+        try:
+            events = self._events.decode(message)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        limit = self.max_event_bytes
+        if len(message) > limit and max(map(len, self._batch.decode(message)),
+                                        default=0) > limit:
+            return None
+        return events if self._accept(events) else None
+
+    def _accept(self, events: list[Event]) -> bool:
+        """True if no event fails :meth:`_check`; then every ``ts`` is made epoch seconds."""
+        if not events:
+            return True
+        if not self.models.issuperset([ev.model_id for ev in events]):
+            return False
+        scores = [ev.score for ev in events if type(ev) is Prediction and ev.score is not None]
+        if scores and (min(scores) < 0.0 or max(scores) > 1.0):
+            return False
+        stamps: list[Any] = [ev.ts for ev in events]  # datetimes, or epoch seconds already
+        kinds = set(map(type, stamps))
+        if float not in kinds:
+            epochs = list(map(datetime.timestamp, stamps))
+        elif datetime in kinds:
+            epochs = [t.timestamp() if type(t) is datetime else t for t in stamps]
+        else:
+            epochs = stamps  # already epoch seconds
+        if min(epochs) < MIN_EPOCH or max(epochs) > MAX_EPOCH:
+            return False
+        for ev, epoch in zip(events, epochs, strict=True):
+            ev.ts = epoch
+        return True
 
     def _one(
         self, raw: bytes, index: int | None, events: list[Event], rejects: list[Reject]

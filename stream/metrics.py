@@ -36,16 +36,16 @@ class Estimate:
 
 def _accuracy(y: FloatArray, p: FloatArray) -> Estimate:
     n = len(y)
-    acc = float(np.mean(y == p))
+    acc = int(np.count_nonzero(y == p)) / n  # (what np.mean gives, without its overhead)
     return Estimate(acc, math.sqrt(max(acc * (1 - acc), 0.25 / n) / n), n)
 
 
 def _f1(y: FloatArray, p: FloatArray, positive: float) -> Estimate | None:
     yt = y == positive
     yp = p == positive
-    tp = float(np.sum(yt & yp))
-    fp = float(np.sum(~yt & yp))
-    fn = float(np.sum(yt & ~yp))
+    tp = float(np.count_nonzero(yt & yp))
+    fp = float(np.count_nonzero(~yt & yp))
+    fn = float(np.count_nonzero(yt & ~yp))
     denom = 2 * tp + fp + fn
     if denom == 0:
         return None

@@ -209,6 +209,19 @@ class SliceDim:
             return f"{self.name}=q{i + 1}"
         return f"{self.name}={value}"
 
+    def labels(self, values: Sequence[Any]) -> list[str | None]:
+        """:meth:`label` of each value (one search for all of them when they are all floats).
+
+        >>> dim = SliceDim("age", "feature", np.array([30.0, 50.0]))
+        >>> dim.labels([20.0, 50.0, 99.5]), dim.labels([20.0, None, 7])
+        (['age=q1', 'age=q3', 'age=q3'], ['age=q1', None, None])
+        """
+        if self.edges is None or set(map(type, values)) != {float}:
+            return [self.label(v) for v in values]
+        bins = np.searchsorted(self.edges, np.array(values, dtype=np.float64), side="right")
+        names = [f"{self.name}=q{i + 1}" for i in range(len(self.edges) + 1)]
+        return list(map(names.__getitem__, bins.tolist()))
+
 
 @dataclass(frozen=True)
 class ModelProfile:

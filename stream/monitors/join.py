@@ -54,17 +54,37 @@ class LabelJoin:
         A prediction that arrives after its outcome (a higher ``seq``) stays pending; one
         older than the TTL at ``now`` is dropped as expired.
         """
-        hit = self._pending.get(key)
-        if hit is None or hit[1] > seq:
-            self.unmatched += 1
-            return None
-        del self._pending[key]
-        if hit[0] < now - self.ttl_seconds:
-            self.expired += 1
-            self.unmatched += 1
-            return None
-        self.matched += 1
-        return hit[2]
+        return self.match_many([key], [now], [seq])[0]
+
+    def match_many(self, keys: list[Any], now: list[float],
+                   seqs: list[int]) -> list[tuple[Any, ...] | None]:
+        """:meth:`match` for each outcome in turn (in event order).
+
+        >>> j = LabelJoin(ttl_seconds=10.0, max_pending=5)
+        >>> j.add_many(["a", "b"], [("pa",), ("pb",)], [0.0, 1.0], [0, 1])
+        >>> j.match_many(["a", "a", "b", "c"], [2.0, 2.0, 20.0, 20.0], [2, 3, 4, 5])
+        [('pa',), None, None, None]
+        >>> j.matched, j.unmatched, j.expired
+        (1, 3, 1)
+        """
+        pending = self._pending
+        ttl = self.ttl_seconds
+        out: list[tuple[Any, ...] | None] = []
+        for key, t, s in zip(keys, now, seqs, strict=True):
+            hit = pending.get(key)
+            if hit is None or hit[1] > s:
+                self.unmatched += 1
+                out.append(None)
+                continue
+            del pending[key]
+            if hit[0] < t - ttl:
+                self.expired += 1
+                self.unmatched += 1
+                out.append(None)
+                continue
+            self.matched += 1
+            out.append(hit[2])
+        return out
 
     def expire(self, now: float) -> None:
         """Drop predictions older than the TTL at event time ``now``."""
