@@ -63,7 +63,7 @@ _NO_TAGS: dict[str, Any] = {}
 
 @dataclass(slots=True)
 class _Labels:
-    """Labelled predictions of one model, in the order of the label's arrival (``seq``)."""
+    """Labelled predictions of one model: each at the index (``seq``) its pair matched."""
 
     seq: NDArray[np.int64]
     ts: NDArray[np.float64]
@@ -238,23 +238,34 @@ class Core:
             parts.append(_Labels(pseq[inline], pts[inline], _take(labels, inline),
                                  _take(pending, inline)))
             waiting = np.flatnonzero(~has_label & _present(requests))
-            rt.join.add_many(_take(requests, waiting), list(zip(_take(pending, waiting))),
-                             pts[waiting].tolist(), pseq[waiting].tolist())
+            answered = rt.join.add_many(_take(requests, waiting),
+                                        list(zip(_take(pending, waiting))),
+                                        pts[waiting].tolist(), pseq[waiting].tolist())
+            if answered:  # outcomes that came first and waited for these predictions
+                parts.append(_Labels(
+                    np.array([s for _, _, s in answered], dtype=np.int64),
+                    np.array([o[1] for _, o, _ in answered], dtype=np.float64),
+                    [o[0] for _, o, _ in answered],
+                    [pending[int(waiting[i])] for i, _, _ in answered]))
         return labelled
 
     def _outcomes(self, events: list[Event], outcomes: dict[str, Rows], seq: NDArray[np.int64],
                   ts: NDArray[np.float64], marks: NDArray[np.float64],
                   labelled: dict[str, list[_Labels]]) -> None:
-        """Match each model's outcomes (in order, each at the watermark of its arrival)."""
+        """Match each model's outcomes (in order, each at the watermark of its arrival);
+        one whose prediction has not come yet waits for it (as ``(label, ts)``)."""
         for model_id, at in outcomes.items():
             rows: list[Outcome] = _take(events, at)  # type: ignore[arg-type]
+            ots = ts[at]
             hits = self.models[model_id].join.match_many(
-                [o.request_id for o in rows], marks[at].tolist(), seq[at].tolist())
-            found = np.flatnonzero(_present(hits))
-            if len(found):
+                [o.request_id for o in rows], marks[at].tolist(), seq[at].tolist(),
+                list(zip([o.label for o in rows], ots.tolist(), strict=True)))
+            found = [(i, hit) for i, hit in enumerate(hits) if hit is not None]
+            if found:
                 labelled.setdefault(model_id, []).append(_Labels(
-                    seq[at[found]], ts[at[found]], [rows[i].label for i in found.tolist()],
-                    [hits[i][0] for i in found.tolist()]))  # type: ignore[index]
+                    np.array([s for _, (_, s) in found], dtype=np.int64),
+                    ots[[i for i, _ in found]], [rows[i].label for i, _ in found],
+                    [row[0] for _, (row, _) in found]))
 
     def _labelled(self, rt: ModelRuntime, parts: list[_Labels]) -> list[Signal]:
         seq = np.concatenate([part.seq for part in parts])
@@ -263,7 +274,7 @@ class Core:
         ts = np.concatenate([part.ts for part in parts])
         raw_labels = [label for part in parts for label in part.labels]
         pending = [pend for part in parts for pend in part.pending]
-        if len(parts) > 1:  # in the order of the labels' arrival
+        if len(seq) > 1 and bool((np.diff(seq) < 0).any()):  # in the order they matched
             order = np.argsort(seq, kind="stable")
             seq, ts = seq[order], ts[order]
             raw_labels, pending = _take(raw_labels, order), _take(pending, order)

@@ -11,6 +11,7 @@ reference's distribution, so it stays quiet.
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -334,6 +335,7 @@ def test_outcomes_joined_by_request_id_drive_performance() -> None:
     counters = core.counters()
     assert counters["join"] == {
         "pending": 5,
+        "waiting_outcomes": 0,
         "added": 600,
         "matched": 595,
         "unmatched_outcomes": 0,
@@ -363,15 +365,20 @@ def test_inline_labels_count_without_a_join() -> None:
     assert core.counters()["performance"]["m"]["labels"] == 600
 
 
-def test_outcome_for_an_unknown_request_is_unmatched() -> None:
-    core = make_core()
-    result = core.process([outcome_line("never-seen", T0, 1.0), pred_line(0, request_id="r0")])
+def test_an_outcome_waits_for_its_prediction_within_the_ttl() -> None:
+    core = make_core(ttl=100)
+    result = core.process([outcome_line("never-seen", T0, 1.0), outcome_line("r0", T0, 0.0)])
     assert result.accepted == 2 and result.signals == []
     join = core.counters()["join"]
-    assert (join["unmatched_outcomes"], join["matched"], join["pending"]) == (1, 0, 1)
-    core.process([outcome_line("r0", T0 + 1, 0.0), outcome_line("r0", T0 + 2, 0.0)])
+    assert (join["waiting_outcomes"], join["unmatched_outcomes"], join["matched"]) == (2, 0, 0)
+    core.process([pred_line(0, request_id="r0")])  # r0's outcome was waiting: matched
     join = core.counters()["join"]
-    assert (join["unmatched_outcomes"], join["matched"], join["pending"]) == (2, 1, 0)
+    assert (join["waiting_outcomes"], join["matched"], join["pending"]) == (1, 1, 0)
+    assert core.counters()["performance"]["m"]["labels"] == 1
+    core.process([outcome_line("r0", T0 + 1, 0.0)])  # a second outcome for r0 waits too
+    core.process([pred_line(1, ts=T0 + 150, request_id="r1")])  # past the TTL: both go
+    join = core.counters()["join"]
+    assert (join["waiting_outcomes"], join["unmatched_outcomes"], join["matched"]) == (0, 2, 1)
 
 
 def test_join_ttl_expiry_is_counted() -> None:
@@ -381,8 +388,13 @@ def test_join_ttl_expiry_is_counted() -> None:
     core.process([pred_line(10, ts=150.0, request_id="r10")])  # horizon 50: r0..r9 expire
     join = core.counters()["join"]
     assert (join["expired"], join["pending"], join["added"]) == (10, 1, 11)
+    # r3's outcome cannot tell an expired prediction from one yet to come: it waits, and
+    # is unmatched once it has waited the TTL
     core.process([outcome_line("r3", 151.0, 1.0)])
-    assert core.counters()["join"]["unmatched_outcomes"] == 1
+    assert core.counters()["join"]["waiting_outcomes"] == 1
+    core.process([pred_line(11, ts=252.0, request_id="r11")])
+    join = core.counters()["join"]
+    assert (join["waiting_outcomes"], join["unmatched_outcomes"]) == (0, 1)
 
 
 def test_join_size_overflow_is_counted() -> None:
@@ -392,7 +404,7 @@ def test_join_size_overflow_is_counted() -> None:
     assert (join["evicted_overflow"], join["pending"], join["added"]) == (3, 5, 8)
     core.process([outcome_line("r0", 9.0, 1.0), outcome_line("r7", 9.0, 1.0)])
     join = core.counters()["join"]
-    assert (join["unmatched_outcomes"], join["matched"]) == (1, 1)  # r0 was evicted
+    assert (join["waiting_outcomes"], join["matched"]) == (1, 1)  # r0 was evicted: waits
 
 
 def test_resent_prediction_replaces_the_pending_one() -> None:
@@ -408,20 +420,33 @@ def test_join_expiry_does_not_depend_on_batch_size() -> None:
         pred_line(1, ts=500.0, request_id="r2"),  # r1 is past its 100 s TTL from here on
         outcome_line("r1", 501.0, 1.0),
     ]
+    states = []
     for batch in (1, 3):
         core = make_core(ttl=100)
         run(core, lines, batch)
         join = core.counters()["join"]
-        assert (join["expired"], join["matched"], join["unmatched_outcomes"]) == (1, 0, 1), batch
+        # r1's outcome waits (it cannot tell an expired prediction from a late one)
+        assert (join["expired"], join["matched"], join["unmatched_outcomes"],
+                join["waiting_outcomes"]) == (1, 0, 0, 1), batch
+        states.append(pickle.dumps(core.models["m"].join))
+    assert states[0] == states[1]
 
 
 def test_outcome_before_its_prediction_does_not_depend_on_batch_size() -> None:
-    lines = [outcome_line("r1", 0.0, 1.0), pred_line(0, ts=1.0, request_id="r1")]
-    for batch in (1, 2):
+    # r1's outcome comes first; r2's prediction and outcome are in order, after it
+    lines = [outcome_line("r1", 0.0, 1.0), pred_line(0, ts=1.0, request_id="r2"),
+             pred_line(1, ts=2.0, request_id="r1"), outcome_line("r2", 3.0, 0.0)]
+    results = []
+    for batch in (1, 2, 4):
         core = make_core()
         run(core, lines, batch)
         join = core.counters()["join"]
-        assert (join["matched"], join["unmatched_outcomes"], join["pending"]) == (0, 1, 1), batch
+        assert (join["matched"], join["unmatched_outcomes"], join["pending"],
+                join["waiting_outcomes"]) == (2, 0, 0, 0), batch
+        perf = core.models["m"].performance
+        assert perf is not None
+        results.append(pickle.dumps(perf))
+    assert results[0] == results[1] == results[2]  # the same labels, in the same order
 
 
 def test_per_model_join_ttl_is_honoured() -> None:
