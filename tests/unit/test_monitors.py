@@ -17,6 +17,7 @@ from typing import Any
 
 from stream.core import Core
 from stream.events import Prediction
+from stream.monitors.join import LabelJoin
 from stream.reference import build_profile
 from stream.signals import Signal
 from watchkeeper.config import load_config_text
@@ -587,3 +588,13 @@ def test_signals_do_not_depend_on_batch_size() -> None:
     assert {k[4] for k in results[500] if k[0] == "performance"} >= {None, "color=red"}
     assert counters[500]["duplicates"] == 21
     assert counters[500]["rejected"] == {"invalid_json": 20}
+
+
+def test_a_join_checkpointed_before_outcomes_could_wait_loads() -> None:
+    old = LabelJoin(ttl_seconds=10.0, max_pending=5)
+    old.add_many(["a"], [("pa",)], [0.0], [0])
+    del old.__dict__["_early"]  # what such a checkpoint holds
+    join = pickle.loads(pickle.dumps(old))
+    assert join.waiting == 0
+    assert join.match("b", now=1.0, seq=1, outcome="x") is None and join.waiting == 1
+    assert join.match("a", now=1.0, seq=2) == (("pa",), 2)
