@@ -3,7 +3,8 @@
 The Kafka worker, the file replay and the tests all drive this one class, so what a replay
 shows is what production does. Messages are processed in batches (decoding and monitor
 updates are vectorised per batch); every event gets an index (``seq``) in arrival order,
-and results do not depend on how the stream was cut into batches.
+and results do not depend on how the stream was cut into batches (but for an outcome that
+comes before its prediction at the join's bounds: see :mod:`stream.monitors.join`).
 
 >>> from watchkeeper.config import load_config_text
 >>> from stream.reference import build_profile

@@ -5,9 +5,10 @@ Faust costs about 60 µs a message before any work is done; with single-event me
 that is most of the budget. This engine reads batches with ``getmany`` and hands them to
 the same :class:`stream.live.LiveProcessor`. Rebalancing is Kafka's consumer-group
 protocol: on assignment each partition's checkpoint is loaded and the consumer seeks just
-past the offsets it holds; offsets are committed only after a batch's transaction (alerts,
-pages and checkpoint) has been written, so a crash or a rebalance loses nothing and counts
-nothing twice.
+past the offsets it holds; only checkpointed offsets are committed (checkpoints are written
+every ``checkpoint_interval`` seconds, in a batch's transaction or when idle, and on a clean
+stop). After a crash or a rebalance the new owner resumes the checkpoint and rebuilds what
+followed it quietly (:class:`stream.live.LiveProcessor`): nothing lost, nothing twice.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.worker.hand_over({tp.partition for tp in revoked})
+        # no last checkpoint here: a member the group has dropped (a batch that outlasted
+        # the session) is told only now, and must not overwrite the new owner's; the new
+        # owner rebuilds from the last checkpoint quietly
+        await self.worker.hand_over({tp.partition for tp in revoked}, checkpoint=False)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.worker.resume(set(assigned))
@@ -63,11 +67,12 @@ class DirectWorker:
                     self.consumer.seek(tp, offsets[topic] + 1)
             log.info("partition %d: assigned (checkpoint offsets %s)", partition, offsets)
 
-    async def hand_over(self, partitions: set[int]) -> None:
-        """Before partitions go (a rebalance, a shutdown): checkpoint them and commit their
-        offsets, so that their next owner does not process again what this one did."""
+    async def hand_over(self, partitions: set[int], *, checkpoint: bool = True) -> None:
+        """Before partitions go (a rebalance, a shutdown): commit their checkpointed offsets
+        (after a last checkpoint, on a clean stop), and forget them."""
         try:
-            self.processor.flush(partitions, force=True)
+            if checkpoint:
+                self.processor.flush(partitions, force=True)
             await self._commit(partitions)
         except Exception as exc:  # their next owner resumes the last checkpoint instead
             log.warning("partitions %s handed over without a last checkpoint: %s",

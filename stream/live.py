@@ -59,11 +59,13 @@ class LiveProcessor:
     cost more than the monitoring itself.
 
     Only checkpointed offsets may be committed to Kafka (:meth:`committable`). A worker
-    that dies resumes from the checkpoint and processes again what followed it: the
-    monitors count those events once (their state is the checkpoint's), and triage, resumed
-    from the store, ignores the signals it already took (each alert keeps the index of its
-    last signal), so no alert counts twice and no page goes twice. Offsets up to the
-    checkpoint that Kafka redelivers are skipped.
+    that dies is resumed from the checkpoint by whoever gets the partition, which rebuilds
+    the monitors' state from what followed it up to the stored progress *quietly*: those
+    events are counted once, but their signals and rejects are not taken again (the dead
+    worker's alerts, pages and rejects for them are in the store already, and a Kafka fetch
+    interleaves the topics differently each time, so they would not even come out the
+    same). Events past the progress are processed as usual, with indices above all the dead
+    worker used. Offsets up to the checkpoint that Kafka redelivers are skipped.
     """
 
     def __init__(self, config: Config, store: Store, *, app_id: str, dry_run: bool = True,
@@ -82,6 +84,8 @@ class LiveProcessor:
         self.saved: dict[int, dict[str, int]] = {}  # ... in the partition's last checkpoint
         self._saved_at: dict[int, float] = {}  # partition -> clock() of its last checkpoint
         self._behind: set[int] = set()  # partitions processed past their last checkpoint
+        # partition -> topic -> last offset a dead worker wrote: rebuilt quietly up to there
+        self.quiet: dict[int, dict[str, int]] = {}
         self.skipped = 0
 
     def _new_pipeline(self, partition: int) -> Pipeline:
@@ -100,6 +104,12 @@ class LiveProcessor:
             pipeline.core.seq = self.store.seq_base(f"{self.app_id}:{partition}")
             self.offsets[partition] = {}
             log.info("partition %d: no checkpoint, starting fresh", partition)
+        progress = self.store.load_progress(self.app_id, partition)
+        ahead = {topic: offset for topic, offset in (progress.offsets if progress else {}).items()
+                 if offset > self.offsets[partition].get(topic, -1)}
+        if ahead:
+            self.quiet[partition] = ahead
+            log.info("partition %d: rebuilding quietly up to offsets %s", partition, ahead)
         return pipeline
 
     def _checkpointer(self, partition: int,
@@ -150,6 +160,23 @@ class LiveProcessor:
             self.saved.pop(partition, None)
             self._saved_at.pop(partition, None)
             self._behind.discard(partition)
+            self.quiet.pop(partition, None)
+
+    def _rebuild(self, partition: int, pipeline: Pipeline, messages: list[Incoming]) -> int:
+        """Feed the monitors what a dead worker processed after its checkpoint (its signals
+        and rejects are in the store); returns how many events that was."""
+        if not messages:
+            return 0
+        done = self.offsets[partition]
+        for m in messages:
+            done[m.topic] = max(m.offset, done.get(m.topic, -1))
+        result = pipeline.core.process([m.value for m in messages])
+        until = self.quiet[partition]
+        if all(done.get(topic, -1) >= offset for topic, offset in until.items()):
+            del self.quiet[partition]
+            log.info("partition %d: rebuilt, processing on", partition)
+        self._behind.add(partition)
+        return result.accepted + result.duplicates + len(result.rejects)
 
     def process(self, batch: Sequence[Incoming]) -> Outputs:
         started = time.perf_counter()
@@ -172,6 +199,13 @@ class LiveProcessor:
             self.skipped += len(msgs) - len(fresh)
             if not fresh:
                 continue
+            until = self.quiet.get(partition)
+            if until is not None:
+                again = [m for m in fresh if m.offset <= until.get(m.topic, -1)]
+                fresh = [m for m in fresh if m.offset > until.get(m.topic, -1)]
+                out.events += self._rebuild(partition, pipeline, again)
+                if not fresh:
+                    continue
             for m in fresh:
                 done[m.topic] = max(m.offset, done.get(m.topic, -1))
             due = self._due(partition)

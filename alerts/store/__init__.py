@@ -59,6 +59,10 @@ class Store(Protocol):
         """The last checkpoint of a live worker's partition, if any."""
         ...
 
+    def load_progress(self, app_id: str, partition: int) -> Progress | None:
+        """How far a live worker's partition was processed and written, if at all."""
+        ...
+
     def record_rejects(self, source: str, rejects: Sequence[tuple[int, Reject]]) -> None:
         """Keep rejected events (idempotent per source and index)."""
         ...

@@ -9,6 +9,7 @@ committed together or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -45,7 +46,14 @@ from stream.events import Reject
 from watchkeeper.config import TriagePolicy
 
 CLOCKS_KEY = "triage_clocks"  # written before migration 0006: every clock in one row (read)
-CLOCK_PREFIX = "triage_clock:"  # a row per model
+CLOCK_PREFIX = "triage_clock:"  # a row per model (keyed by a hash: ids can be long)
+
+
+def _clock_key(model_id: str) -> str:
+    """>>> _clock_key("m")
+    'triage_clock:6f8f57715090da2632453988d9a1501b'
+    """
+    return CLOCK_PREFIX + hashlib.md5(model_id.encode(), usedforsecurity=False).hexdigest()
 SEQ_BASE_STRIDE = 10**12  # events a replayed source may hold before the next one's base
 
 
@@ -241,12 +249,12 @@ class SqlStore:
             if changes.clocks:
                 # a row per model: a model lives in one partition, so each row has one
                 # writer at a time (workers never overwrite each other's models)
-                keys = {f"{CLOCK_PREFIX}{m}": m for m in changes.clocks}
+                keys = {_clock_key(m): m for m in changes.clocks}
                 found = conn.execute(select(StateRow.key, StateRow.value).where(
                     StateRow.key.in_(list(keys)))).tuples().all()
                 stored: dict[str, dict[str, Any]] = dict(found)
                 self.insert_rows(conn, StateRow, [
-                    {"key": key, "value": {"clock": max(
+                    {"key": key, "value": {"model_id": m, "clock": max(
                         changes.clocks[m], float(stored.get(key, {}).get("clock", "-inf")))}}
                     for key, m in sorted(keys.items())], ["key"], True)
 
@@ -301,9 +309,9 @@ class SqlStore:
             incidents = [_incident(r) for r in incident_rows]
             legacy = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
             clock_map: dict[str, float] = dict(legacy.scalar_one_or_none() or {})
-            for key, value in conn.execute(select(StateRow.key, StateRow.value).where(
-                    StateRow.key.like(f"{CLOCK_PREFIX}%"))).tuples():
-                model_id = key.removeprefix(CLOCK_PREFIX)
+            for value in conn.execute(select(StateRow.value).where(
+                    StateRow.key.like(f"{CLOCK_PREFIX}%"))).scalars():
+                model_id = value["model_id"]
                 clock_map[model_id] = max(float(value["clock"]),
                                           clock_map.get(model_id, float("-inf")))
         silences, feedback = self.load_mutes(policy)
@@ -347,6 +355,18 @@ class SqlStore:
         state, offsets, events = row
         return Checkpoint(app_id, partition, bytes(state),
                           {k: int(v) for k, v in offsets.items()}, int(events))
+
+    def load_progress(self, app_id: str, partition: int) -> Progress | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(
+                PartitionProgressRow.offsets, PartitionProgressRow.events
+            ).where(PartitionProgressRow.app_id == app_id,
+                    PartitionProgressRow.partition == partition)).first()
+        if row is None:
+            return None
+        offsets, events = row
+        return Progress(app_id, partition, {k: int(v) for k, v in offsets.items()},
+                        int(events))
 
     def first_use(self, key: str, at: datetime, keep_seconds: float) -> bool:
         """True the first time ``key`` is presented within ``keep_seconds``, across every

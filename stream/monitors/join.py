@@ -6,7 +6,10 @@ predictions one. A pair is matched when its second half arrives; it counts at th
 (``seq``) of that one. Memory is bounded twice, on both sides: by a TTL in event time and by
 a size limit; what either bound pushes out is counted, as are outcomes that find no
 prediction. Matching obeys event order and the TTL, so results do not depend on how the
-stream was cut into batches.
+stream was cut into batches, with one exception at the bounds: a batch adds its predictions
+before it matches its outcomes, so an outcome that came before its prediction *in the same
+batch* is matched even where, cut otherwise, the size bound or the TTL (checked at the end
+of a batch) would have pushed the one or the other out first.
 
 >>> j = LabelJoin(ttl_seconds=10.0, max_pending=2)
 >>> j.add_many(["a", "b", "c"], [("pa",), ("pb",), ("pc",)], [0.0, 1.0, 2.0], [0, 1, 2])

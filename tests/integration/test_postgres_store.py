@@ -129,8 +129,8 @@ def test_the_replay_guard_and_triage_clocks_hold_across_processes(pg_db: str) ->
     assert one.first_use("sig", at, 600) is True
     assert two.first_use("sig", at, 600) is False
     one.apply(Changes(clocks={"a": 5.0}), dry_run=True)
-    two.apply(Changes(clocks={"b": 7.0}), dry_run=True)
+    two.apply(Changes(clocks={"b": 7.0, "x" * 200: 1.0}), dry_run=True)  # ids of any length
     one.apply(Changes(clocks={"a": 4.0}), dry_run=True)
-    assert two.load_triage(TriagePolicy()).clocks == {"a": 5.0, "b": 7.0}
+    assert two.load_triage(TriagePolicy()).clocks == {"a": 5.0, "b": 7.0, "x" * 200: 1.0}
     one.close()
     two.close()
