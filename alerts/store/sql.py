@@ -50,7 +50,9 @@ CLOCK_PREFIX = "triage_clock:"  # a row per model (keyed by a hash: ids can be l
 
 
 def _clock_key(model_id: str) -> str:
-    """>>> _clock_key("m")
+    """The key of a model's triage clock row.
+
+    >>> _clock_key("m")
     'triage_clock:6f8f57715090da2632453988d9a1501b'
     """
     return CLOCK_PREFIX + hashlib.md5(model_id.encode(), usedforsecurity=False).hexdigest()
@@ -251,8 +253,8 @@ class SqlStore:
                 # writer at a time (workers never overwrite each other's models)
                 keys = {_clock_key(m): m for m in changes.clocks}
                 found = conn.execute(select(StateRow.key, StateRow.value).where(
-                    StateRow.key.in_(list(keys)))).tuples().all()
-                stored: dict[str, dict[str, Any]] = dict(found)
+                    StateRow.key.in_(list(keys)))).all()
+                stored: dict[str, dict[str, Any]] = {key: value for key, value in found}
                 self.insert_rows(conn, StateRow, [
                     {"key": key, "value": {"model_id": m, "clock": max(
                         changes.clocks[m], float(stored.get(key, {}).get("clock", "-inf")))}}
