@@ -137,7 +137,7 @@ class LiveProcessor:
 
     def flush(self, partitions: set[int] | None = None, *, force: bool = False) -> None:
         """Checkpoint the partitions processed past their last checkpoint: those whose
-        interval is up, or all of them (``force``: before a shutdown or a hand-over)."""
+        interval is up, or all of them (``force``: before a clean stop)."""
         for partition in sorted(self._behind if partitions is None
                                 else self._behind & partitions):
             if force or self._due(partition):
@@ -162,14 +162,19 @@ class LiveProcessor:
             self._behind.discard(partition)
             self.quiet.pop(partition, None)
 
+    def _mark(self, partition: int, messages: list[Incoming]) -> dict[str, int]:
+        """Record ``messages`` as processed; returns the partition's last offset per topic."""
+        done = self.offsets[partition]
+        for m in messages:
+            done[m.topic] = max(m.offset, done.get(m.topic, -1))
+        return done
+
     def _rebuild(self, partition: int, pipeline: Pipeline, messages: list[Incoming]) -> int:
         """Feed the monitors what a dead worker processed after its checkpoint (its signals
         and rejects are in the store); returns how many events that was."""
         if not messages:
             return 0
-        done = self.offsets[partition]
-        for m in messages:
-            done[m.topic] = max(m.offset, done.get(m.topic, -1))
+        done = self._mark(partition, messages)
         result = pipeline.core.process([m.value for m in messages])
         until = self.quiet[partition]
         if all(done.get(topic, -1) >= offset for topic, offset in until.items()):
@@ -206,8 +211,7 @@ class LiveProcessor:
                 out.events += self._rebuild(partition, pipeline, again)
                 if not fresh:
                     continue
-            for m in fresh:
-                done[m.topic] = max(m.offset, done.get(m.topic, -1))
+            self._mark(partition, fresh)
             due = self._due(partition)
             try:
                 result = pipeline.feed(
