@@ -71,6 +71,9 @@ class Alert:
     acknowledged_at: float | None = None
     acknowledged_by: str | None = None
     resolved_at: float | None = None
+    clean_evaluations: int = 0  # clear evaluations in a row since it last fired
+    evaluations_since_resolved: int = 0  # evaluations of its scope since it resolved
+    evaluated_seq: int = -1  # index of the last evaluation counted (re-processing is a no-op)
 
     @property
     def active(self) -> bool:

@@ -1,11 +1,19 @@
 """The triage pipeline: every stage, in order, in one place (:meth:`Triage.process`).
 
     signal → fingerprint → dedupe → silence → inhibit → group → score → route → page
+    evaluation → resolve (after enough clear evaluations in a row) → route
 
-Triage is pure: it keeps its state in memory, takes event time from its callers (an
-injectable clock), and returns :class:`Changes` for a store to persist in one transaction.
-Re-processing a signal it has seen (same fingerprint, same or earlier index) changes
-nothing, so replays and redeliveries never create a second alert or a second page.
+Triage is pure: it keeps its state in memory and returns :class:`Changes` for a store to
+persist in one transaction. Its decisions are a function of the events alone: an alert
+resolves when the monitor that raised it has evaluated its series clear
+``resolve_after_evaluations`` times in a row, and a condition that fires again within
+``flap_window_evaluations`` evaluations of resolving reopens its incident (it does not page
+again) and counts as a flap; no decision counts seconds of event time, so the same events
+give the same pages at any traffic rate, however they are batched, live or from a backlog.
+Event time remains where a person's time is meant: silences (and, in the notifier,
+escalation and the digest). Re-processing a signal it has seen (same fingerprint, same or
+earlier index) changes nothing, so replays and redeliveries never create a second alert or
+a second page.
 """
 
 from __future__ import annotations
@@ -20,11 +28,10 @@ from alerts.inhibit import inhibit
 from alerts.model import Alert, Incident, Page, Route, Silence, Status
 from alerts.score import is_muted, route_for, score, score_incident
 from alerts.silence import silence
-from stream.signals import Signal
+from stream.signals import Evaluation, Signal
 from watchkeeper.config import TriagePolicy
 
 FeedbackKey = tuple[str, str, str]  # model_id, kind, subject
-RETAIN_RESOLVED_SECONDS = 7 * 24 * 3600  # resolved alerts/incidents kept in memory this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +74,22 @@ class Changes:
 
 
 class Triage:
-    """Signals in; alerts, incidents and pages out.
+    """Signals and evaluations in; alerts, incidents and pages out.
 
     Parameters
     ----------
     policy
-        Thresholds and windows (:class:`watchkeeper.config.TriagePolicy`).
+        Thresholds and counts (:class:`watchkeeper.config.TriagePolicy`).
     alerts, incidents
         State to resume from (e.g. loaded from the store): the latest alert of every
-        fingerprint, and the incidents that are not resolved.
+        fingerprint, and the incidents that are not resolved (or that a recently resolved
+        alert belongs to).
     feedback
         How many times on-call marked (model, kind, subject) "not actionable".
     silences
         Active silences.
     clocks
-        Event time already reached, per model (each model's stream has its own); a clock
-        never goes back.
+        Event time already reached, per model (kept for history; no decision uses it).
     """
 
     def __init__(self, policy: TriagePolicy, *, alerts: Iterable[Alert] = (),
@@ -94,9 +101,9 @@ class Triage:
         self.alerts: dict[str, Alert] = {}
         self.latest: dict[str, str] = {}  # fingerprint -> alert_id of its latest alert
         self.last_seq: dict[str, int] = {}  # fingerprint -> index of its last signal processed
+        self.by_model: dict[str, set[str]] = {}  # model -> ids of its alerts in memory
         for a in sorted(alerts, key=lambda a: a.first_seq):
-            self.alerts[a.alert_id] = a
-            self.latest[a.fingerprint] = a.alert_id
+            self._remember(a)
             self.last_seq[a.fingerprint] = max(a.last_seq, self.last_seq.get(a.fingerprint, -1))
         self.incidents: dict[str, Incident] = {i.incident_id: i for i in incidents}
         self.feedback: Counter[FeedbackKey] = feedback if feedback is not None else Counter()
@@ -107,100 +114,118 @@ class Triage:
         return self.clocks.get(model_id, float("-inf"))
 
     # -- the pipeline ---------------------------------------------------------------------
-    def process(self, signals: Sequence[Signal]) -> Changes:
-        """Run each signal through every stage, in event order."""
+    def process(self, signals: Sequence[Signal],
+                evaluations: Sequence[Evaluation] = ()) -> Changes:
+        """Run each signal through every stage and apply each evaluation, in event order (at
+        the same index, the signals an evaluation raised come first)."""
         changes = Changes()
+        items: list[tuple[int, int, Signal | Evaluation]] = [
+            *((s.seq, 0, s) for s in signals), *((e.seq, 1, e) for e in evaluations)]
+        items.sort(key=lambda item: (item[0], item[1]))
+        for _, _, item in items:
+            if isinstance(item, Signal):
+                self._signal(item, changes)
+            else:
+                self._evaluation(item, changes)
+        return changes
+
+    def _signal(self, signal: Signal, changes: Changes) -> None:
         p = self.policy
-        for signal in sorted(signals, key=lambda s: s.seq):
-            fp = fingerprint(signal)
-            if signal.seq <= self.last_seq.get(fp, -1):
-                continue  # already processed: a redelivery or a replay of the same events
-            model = signal.model_id
-            now = max(self.clock(model), signal.ts)
+        fp = fingerprint(signal)
+        if signal.seq <= self.last_seq.get(fp, -1):
+            return  # already processed: a redelivery or a replay of the same events
+        model = signal.model_id
+        now = signal.ts  # silences are a person's time: the signal's own event time
+        if now > self.clock(model):
             self.clocks[model] = changes.clocks[model] = now
-            self._expire(model, now, changes)  # what went quiet before this signal resolves
-            previous = self.alerts.get(self.latest.get(fp, ""))
-            alert = dedupe(previous, fp, signal, p.flap_window_seconds, p.flap_threshold)
-            alert = silence(alert, self.silences, now)
-            alert = inhibit(alert, self._model_alerts(model), p)
-            alert = self._group(alert, now, changes)
-            alert = self._score(alert)
-            self._keep(alert, changes)
-            changes.occurrences.append(Occurrence(
-                alert.alert_id, fp, signal.seq, signal.ts, signal.value, signal.threshold,
-                dict(signal.evidence)))
-            changes.signals.append(signal)
-            assert alert.incident_id is not None
-            touched = self._reinhibit(model, changes) | {alert.incident_id}
-            for incident_id in sorted(touched):
-                self._route(incident_id, now, signal.seq, changes)
-        return changes
+        previous = self.alerts.get(self.latest.get(fp, ""))
+        alert = dedupe(previous, fp, signal, p.flap_window_evaluations, p.flap_threshold)
+        alert = silence(alert, self.silences, now)
+        alert = inhibit(alert, self._model_alerts(model), p)
+        alert = self._group(alert, previous, now, changes)
+        alert = self._score(alert)
+        self._keep(alert, changes)
+        changes.occurrences.append(Occurrence(
+            alert.alert_id, fp, signal.seq, signal.ts, signal.value, signal.threshold,
+            dict(signal.evidence)))
+        changes.signals.append(signal)
+        assert alert.incident_id is not None
+        touched = self._reinhibit(model, changes) | {alert.incident_id}
+        for incident_id in sorted(touched):
+            self._route(incident_id, now, signal.seq, changes)
 
-    def advance(self, watermarks: dict[str, float]) -> Changes:
-        """Move each model's clock to its watermark (event time): auto-resolve what has been
-        quiet for ``resolve_after_seconds``, and incidents left with no active alert."""
-        changes = Changes()
-        for model, mark in watermarks.items():
-            if mark > self.clock(model):
-                self.clocks[model] = changes.clocks[model] = mark
-            self._expire(model, self.clock(model), changes)
-        return changes
-
-    # -- stages that need the state ------------------------------------------------------
-    def _model_alerts(self, model_id: str) -> list[Alert]:
-        return [a for a in self.alerts.values() if a.model_id == model_id and a.active]
-
-    def _expire(self, model: str, now: float, changes: Changes) -> None:
-        """auto-resolve: alerts quiet for ``resolve_after_seconds`` (resolved at the moment
-        they went quiet, in event time), then their incidents; forget long-resolved state."""
-        after = self.policy.resolve_after_seconds
+    def _evaluation(self, e: Evaluation, changes: Changes) -> None:
+        """resolve: count the evaluation for every alert of its scope; an active alert that
+        did not fire in it is clear (unless held) or not; enough clear evaluations in a row
+        resolve it (at the evaluation's event time). A resolved alert counts the evaluations
+        since, for flap detection, and is forgotten once past the flap window."""
+        p = self.policy
         touched: set[str] = set()
-        for alert in self._model_alerts(model):
-            if alert.last_seen < now - after:
-                self._keep(replace(alert, status=Status.RESOLVED,
-                                   resolved_at=alert.last_seen + after), changes)
-                if alert.incident_id is not None:
-                    touched.add(alert.incident_id)
+        for alert_id in sorted(self.by_model.get(e.model_id, ())):
+            a = self.alerts[alert_id]
+            if (e.seq <= a.evaluated_seq
+                    or not e.scope.covers(a.kind, a.subject, a.slice, a.model_version)):
+                continue  # counted already (a replay, a redelivery), or not its monitor
+            if not a.active:
+                a = replace(a, evaluations_since_resolved=a.evaluations_since_resolved + 1,
+                            evaluated_seq=e.seq)
+                self._keep(a, changes)
+                if a.evaluations_since_resolved > p.flap_window_evaluations:
+                    self._forget(a)
+                continue
+            if a.last_seq >= e.seq:
+                continue  # it fired in this evaluation
+            clean = a.clean_evaluations + 1 if e.is_clear(a.kind, a.subject, a.statistic) else 0
+            if clean >= p.resolve_after_evaluations:
+                self._keep(replace(a, status=Status.RESOLVED, resolved_at=e.ts,
+                                   clean_evaluations=clean, evaluations_since_resolved=0,
+                                   evaluated_seq=e.seq), changes)
+                if a.incident_id is not None:
+                    touched.add(a.incident_id)
+            else:
+                self._keep(replace(a, clean_evaluations=clean, evaluated_seq=e.seq), changes)
         if not touched:
             return
         for incident_id in sorted(touched):
-            self._maybe_resolve(incident_id, changes)
-        for incident_id in sorted(self._reinhibit(model, changes) | touched):
-            self._route(incident_id, now, None, changes)
-        self._forget(model, now)
+            self._maybe_resolve(incident_id, e.ts, changes)
+        for incident_id in sorted(self._reinhibit(e.model_id, changes) | touched):
+            self._route(incident_id, e.ts, None, changes)
 
-    def _forget(self, model: str, now: float) -> None:
-        """Keep memory bounded: drop alerts and incidents resolved long ago (the store keeps
-        them; ``last_seq`` still guards against re-processing their signals)."""
-        horizon = now - RETAIN_RESOLVED_SECONDS
-        for alert_id, a in list(self.alerts.items()):
-            if (a.model_id == model and a.resolved_at is not None and a.resolved_at < horizon
-                    and not a.active):
-                del self.alerts[alert_id]
-                if self.latest.get(a.fingerprint) == alert_id:
-                    del self.latest[a.fingerprint]
-        for incident_id, i in list(self.incidents.items()):
-            if i.model_id == model and i.resolved_at is not None and i.resolved_at < horizon:
-                del self.incidents[incident_id]
+    # -- stages that need the state ------------------------------------------------------
+    def _model_alerts(self, model_id: str) -> list[Alert]:
+        return [a for i in sorted(self.by_model.get(model_id, ()))
+                if (a := self.alerts[i]).active]
 
-    def _group(self, alert: Alert, now: float, changes: Changes) -> Alert:
-        """group: join the model's open incident, or open one."""
+    def _forget(self, alert: Alert) -> None:
+        """Keep memory bounded: drop a resolved alert past its flap window (the store keeps
+        it; ``last_seq`` still guards against re-processing its signals), and its incident
+        once none of the incident's alerts is left in memory."""
+        del self.alerts[alert.alert_id]
+        self.by_model[alert.model_id].discard(alert.alert_id)
+        if self.latest.get(alert.fingerprint) == alert.alert_id:
+            del self.latest[alert.fingerprint]
+        incident = self.incidents.get(alert.incident_id or "")
+        if (incident is not None and incident.status is Status.RESOLVED
+                and not any(a in self.alerts for a in incident.alert_ids)):
+            del self.incidents[incident.incident_id]
+
+    def _group(self, alert: Alert, previous: Alert | None, now: float,
+               changes: Changes) -> Alert:
+        """group: join the model's open incident, or reopen the incident of the alert this
+        one flaps from (hysteresis: having paged, it does not page again), or open one."""
         if alert.incident_id is not None and alert.incident_id in self.incidents:
             incident = self.incidents[alert.incident_id]
             if incident.status is not Status.RESOLVED:
                 return alert
-        window = self.policy.group_window_seconds
+        reopen = (previous.incident_id if previous is not None and alert.flaps > 0
+                  and previous.alert_id != alert.alert_id else None)
         for incident in self.incidents.values():
             if incident.model_id != alert.model_id:
                 continue
-            if incident.status is Status.RESOLVED and not (
-                incident.resolved_at is not None and now - incident.resolved_at <= window
-                and self._contains(incident, alert.fingerprint)
-            ):
+            if incident.status is Status.RESOLVED and incident.incident_id != reopen:
                 continue
-            # hysteresis: the same condition firing again soon after its incident resolved
-            # reopens that incident (which, having paged, does not page again)
-            joined = replace(incident, updated_at=now, status=Status.OPEN, resolved_at=None,
+            joined = replace(incident, updated_at=max(incident.updated_at, now),
+                             status=Status.OPEN, resolved_at=None,
                              alert_ids=(*incident.alert_ids, alert.alert_id)
                              if alert.alert_id not in incident.alert_ids
                              else incident.alert_ids)
@@ -261,29 +286,29 @@ class Triage:
         if updated != incident:
             self.incidents[incident_id] = changes.incidents[incident_id] = updated
 
-    def _maybe_resolve(self, incident_id: str, changes: Changes) -> None:
+    def _maybe_resolve(self, incident_id: str, now: float, changes: Changes) -> None:
         incident = self.incidents.get(incident_id)
         if incident is None or incident.status is Status.RESOLVED:
             return
         if not self._has_active(incident):
-            # resolved when its last alert did, in event time, whatever the caller's step
-            at = max((self.alerts[a].resolved_at or 0.0 for a in incident.alert_ids
-                      if a in self.alerts), default=self.clock(incident.model_id))
-            done = replace(incident, status=Status.RESOLVED, resolved_at=at,
-                           updated_at=max(incident.updated_at, at))
+            done = replace(incident, status=Status.RESOLVED, resolved_at=now,
+                           updated_at=max(incident.updated_at, now))
             self.incidents[incident_id] = changes.incidents[incident_id] = done
             changes.resolved_incidents.append(incident_id)
-
-    def _contains(self, incident: Incident, fp: str) -> bool:
-        return any(self.alerts[a].fingerprint == fp for a in incident.alert_ids
-                   if a in self.alerts)
 
     def _has_active(self, incident: Incident) -> bool:
         return any(self.alerts[a].active for a in incident.alert_ids if a in self.alerts)
 
+    def _remember(self, alert: Alert) -> None:
+        self.alerts[alert.alert_id] = alert
+        latest = self.alerts.get(self.latest.get(alert.fingerprint, ""))
+        if latest is None or alert.first_seq >= latest.first_seq:
+            self.latest[alert.fingerprint] = alert.alert_id
+        self.by_model.setdefault(alert.model_id, set()).add(alert.alert_id)
+
     def _keep(self, alert: Alert, changes: Changes) -> None:
-        self.alerts[alert.alert_id] = changes.alerts[alert.alert_id] = alert
-        self.latest[alert.fingerprint] = alert.alert_id
+        self._remember(alert)
+        changes.alerts[alert.alert_id] = alert
         if alert.last_seq > self.last_seq.get(alert.fingerprint, -1):
             self.last_seq[alert.fingerprint] = alert.last_seq
 

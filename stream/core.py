@@ -38,7 +38,7 @@ from stream.monitors.inputs import InputMonitor, LabelMonitor
 from stream.monitors.join import LabelJoin
 from stream.monitors.performance import Labelled, PerformanceMonitor
 from stream.reference import ClassIndex, ModelProfile, SliceDim
-from stream.signals import Signal
+from stream.signals import Evaluation, Findings, Signal
 from watchkeeper.config import Config
 
 T = TypeVar("T")
@@ -47,9 +47,11 @@ Rows = NDArray[np.intp]  # indices into a batch's events
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch of messages produced."""
+    """What one batch of messages produced: signals, and every evaluation the monitors
+    made (fired or not), each in event order."""
 
     signals: list[Signal] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
     rejects: list[tuple[int, Reject]] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
@@ -200,23 +202,25 @@ class Core:
         self.accepted.update(prediction=sum(map(len, preds.values())),
                              outcome=sum(map(len, outcomes.values())),
                              metric=sum(map(len, metrics.values())))
-        labelled = self._predictions(events, preds, seq, ts, result)
+        found = Findings()
+        labelled = self._predictions(events, preds, seq, ts, found)
         self._outcomes(events, outcomes, seq, ts, marks, labelled)
         for model_id, parts in labelled.items():
-            result.signals.extend(self._labelled(self.models[model_id], parts))
+            found.extend(self._labelled(self.models[model_id], parts))
         for model_id, rows in metrics.items():
             mets: list[Metric] = _take(events, rows)  # type: ignore[arg-type]
-            result.signals.extend(self.models[model_id].business.update(
+            found.extend(self.models[model_id].business.update(
                 [m.name for m in mets], np.array([m.value for m in mets]), seq[rows],
                 ts[rows]))
         for rt in self.models.values():
             rt.join.expire(self.watermark)
-        result.signals.sort(key=lambda sig: sig.seq)
+        result.signals = sorted(found.signals, key=lambda sig: sig.seq)
+        result.evaluations = sorted(found.evaluations, key=lambda e: e.seq)
         return result
 
     def _predictions(
         self, events: list[Event], preds: dict[str, Rows], seq: NDArray[np.int64],
-        ts: NDArray[np.float64], result: BatchResult
+        ts: NDArray[np.float64], found: Findings
     ) -> dict[str, list[_Labels]]:
         """Feed each model's predictions to its input monitor; those with a label inline are
         returned, those with a ``request_id`` wait in the join for their outcome."""
@@ -225,7 +229,7 @@ class Core:
             rt = self.models[model_id]
             rows: list[Prediction] = _take(events, at)  # type: ignore[arg-type]
             pseq, pts = seq[at], ts[at]
-            result.signals.extend(rt.inputs.update(rows, pseq, pts))
+            found.extend(rt.inputs.update(rows, pseq, pts))
             if rt.performance is None and rt.labels is None:
                 continue
             parts = labelled.setdefault(model_id, [])
@@ -268,10 +272,11 @@ class Core:
                     ots[[i for i, _ in found]], [rows[i].label for i, _ in found],
                     [row[0] for _, (row, _) in found]))
 
-    def _labelled(self, rt: ModelRuntime, parts: list[_Labels]) -> list[Signal]:
+    def _labelled(self, rt: ModelRuntime, parts: list[_Labels]) -> Findings:
+        out = Findings()
         seq = np.concatenate([part.seq for part in parts])
         if not len(seq):
-            return []
+            return out
         ts = np.concatenate([part.ts for part in parts])
         raw_labels = [label for part in parts for label in part.labels]
         pending = [pend for part in parts for pend in part.pending]
@@ -279,7 +284,6 @@ class Core:
             order = np.argsort(seq, kind="stable")
             seq, ts = seq[order], ts[order]
             raw_labels, pending = _take(raw_labels, order), _take(pending, order)
-        out: list[Signal] = []
         if rt.performance is not None:
             versions, predictions, scores, slices = (list(col) for col in zip(*pending,
                                                                               strict=True))

@@ -32,6 +32,7 @@ class Kind(StrEnum):
     BUSINESS_METRIC = "business_metric"
     CANARY = "canary"
     FALLBACK = "fallback"
+    MONITORING_HEALTH = "monitoring_health"
 
 
 def iso(ts: float) -> str:
@@ -93,3 +94,68 @@ class Signal:
             "ts": iso(self.ts),
             "seq": self.seq,
         }
+
+
+# A series inside an evaluation's scope: (kind, subject, statistic).
+SeriesKey = tuple[Kind, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one evaluation of a monitor covered: the series of ``kinds`` (and ``subject``,
+    unless None = every subject) with exactly this ``slice`` and ``model_version``.
+
+    >>> s = Scope(frozenset({Kind.DRIFT, Kind.SCHEMA}))
+    >>> s.covers(Kind.DRIFT, "car_value", None, None), s.covers(Kind.DRIFT, "x", "web", None)
+    (True, False)
+    """
+
+    kinds: frozenset[Kind]
+    subject: str | None = None
+    slice: str | None = None
+    model_version: str | None = None
+
+    def covers(self, kind: str, subject: str, slice: str | None,
+               model_version: str | None) -> bool:
+        return (kind in self.kinds and (self.subject is None or subject == self.subject)
+                and slice == self.slice and model_version == self.model_version)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One evaluation of a monitor, at the event with index ``seq``: the statement that
+    every series in ``scope`` was tested. A series in ``fired`` raised a :class:`Signal` at
+    this ``seq``; one in ``held`` was inconclusive (too few values, or inside the hysteresis
+    band just under its threshold); every other one was *clear*. Triage resolves an alert
+    after enough clear evaluations in a row, so alerts end on what the monitors saw, not on
+    how much event time passed (pages are a function of the events alone).
+
+    >>> e = Evaluation("m", Scope(frozenset({Kind.DRIFT})), seq=999, ts=0.0,
+    ...                held=frozenset({(Kind.DRIFT, "car_value", "psi")}))
+    >>> e.is_clear(Kind.DRIFT, "car_value", "psi"), e.is_clear(Kind.DRIFT, "age", "psi")
+    (False, True)
+    """
+
+    model_id: str
+    scope: Scope
+    seq: int
+    ts: float
+    held: frozenset[SeriesKey] = frozenset()
+    fired: frozenset[SeriesKey] = frozenset()
+
+    def is_clear(self, kind: str, subject: str, statistic: str) -> bool:
+        key = (kind, subject, statistic)
+        return key not in self.held and key not in self.fired
+
+
+@dataclass(slots=True)
+class Findings:
+    """What monitors return: the signals raised and the evaluations made (every evaluation,
+    fired or not, so that triage can tell a condition that ended from one not re-tested)."""
+
+    signals: list[Signal] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    def extend(self, other: Findings) -> None:
+        self.signals.extend(other.signals)
+        self.evaluations.extend(other.evaluations)

@@ -90,9 +90,16 @@ class QualitySettings(_Frozen):
 
 
 class PerformanceSettings(_Frozen):
+    """Performance with delayed labels: a CUSUM per series (overall, slices, versions)
+    alarms when its evidence reaches ``cusum_h`` (a log-likelihood ratio: at most one false
+    alarm per ``exp(cusum_h)`` labels per series on a model as good as its reference); every
+    ``eval_every`` labels a series is evaluated; ``window_labels`` bounds the evidence kept
+    (at least ``min_labels`` of it behind a reported value)."""
+
     window_labels: int = Field(default=1000, ge=50)
     min_labels: int = Field(default=200, ge=20)
     eval_every: int = Field(default=100, ge=1)
+    cusum_h: float = Field(default=14.0, gt=0)
     join_ttl_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     join_max_pending: int = Field(default=500_000, ge=1)
     max_slice_values: int = Field(default=50, ge=1)
@@ -112,12 +119,20 @@ class BusinessSettings(_Frozen):
 
 
 class MonitoringSettings(_Frozen):
-    """Statistical settings shared by every model (overridable per model)."""
+    """Statistical settings shared by every model (overridable per model).
+
+    Windows are counts of predictions (``window_events``), so a model's evaluations are the
+    same at any traffic rate; ``window_seconds`` also closes a window after that much event
+    time (with at least ``min_window_events`` in it), which makes them depend on the rate.
+    ``hysteresis`` is the band under each threshold in which a series that fired is not yet
+    clear: its effect must fall below ``(1 - hysteresis)`` of the threshold.
+    """
 
     window_events: int = Field(default=1000, ge=10)
-    window_seconds: float = Field(default=3600, gt=0)
+    window_seconds: float | None = Field(default=None, gt=0)
     min_window_events: int = Field(default=200, ge=10)
     alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    hysteresis: float = Field(default=0.2, ge=0, lt=1)
     drift: DriftSettings = DriftSettings()
     quality: QualitySettings = QualitySettings()
     performance: PerformanceSettings = PerformanceSettings()
@@ -155,18 +170,42 @@ class SilenceSpec(_Frozen):
         return self
 
 
+_REPLACED_BY_EVALUATIONS = {
+    "resolve_after_seconds": "resolve_after_evaluations",
+    "group_window_seconds": "flap_window_evaluations",
+    "flap_window_seconds": "flap_window_evaluations",
+}
+
+
 class TriagePolicy(_Frozen):
     """How signals become alerts, incidents and pages (defaults fit the CONTRACT example).
 
     Severity is a score in [0, 1]; an incident whose score reaches ``page_threshold`` pages,
-    one that reaches ``digest_threshold`` goes to the digest, the rest to history only.
+    one that reaches ``digest_threshold`` goes to the digest, the rest to history only. An
+    alert resolves after ``resolve_after_evaluations`` clear evaluations of its monitor in a
+    row; the same condition firing again within ``flap_window_evaluations`` evaluations of
+    resolving reopens its incident (no new page) and is a flap; ``flap_threshold`` flaps
+    make it *flapping* (muted).
     """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_seconds(cls, data: Any) -> Any:
+        """The settings that counted event-time seconds are gone: say what replaced them
+        rather than let an old file keep a meaning it no longer has."""
+        if isinstance(data, dict):
+            for old, new in _REPLACED_BY_EVALUATIONS.items():
+                if old in data:
+                    raise ValueError(
+                        f"{old} is replaced by {new}: triage counts evaluations of the "
+                        "monitor, not seconds of event time, so pages do not depend on "
+                        "the traffic rate")
+        return data
 
     page_threshold: float = Field(default=0.6, gt=0, le=1)
     digest_threshold: float = Field(default=0.25, ge=0, le=1)
-    resolve_after_seconds: float = Field(default=7200, gt=0)
-    group_window_seconds: float = Field(default=3600, ge=0)
-    flap_window_seconds: float = Field(default=6 * 3600, gt=0)
+    resolve_after_evaluations: int = Field(default=3, ge=1)
+    flap_window_evaluations: int = Field(default=20, ge=0)
     flap_threshold: int = Field(default=3, ge=1)
     min_slice_share: float = Field(default=0.01, ge=0, le=1)
     out_of_range_corruption_rate: float = Field(default=0.5, gt=0, le=1)

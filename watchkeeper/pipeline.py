@@ -65,8 +65,7 @@ class Pipeline:
         ``progress()``, how far the input is processed after it."""
         result = self.core.process(messages)
         self._refresh_mutes()
-        changes = self.triage.process(result.signals)
-        changes.merge(self.triage.advance(self.core.watermarks))
+        changes = self.triage.process(result.signals, result.evaluations)
         self._count(result, changes)
         if self.store is not None:
             self.store.record_rejects(self.source, result.rejects)

@@ -306,8 +306,11 @@ class SqlStore:
                 latest, (AlertRow.fingerprint == latest.c.fingerprint)
                 & (AlertRow.first_seq == latest.c.seq))).mappings().all()
             alerts = [_alert(r) for r in rows]
-            incident_rows = conn.execute(select(IncidentRow).where(
-                IncidentRow.status != Status.RESOLVED.value)).mappings().all()
+            # open incidents, and those a latest alert belongs to (a flap reopens it)
+            wanted = {a.incident_id for a in alerts if a.incident_id is not None}
+            incident_rows = [r for r in conn.execute(select(IncidentRow).where(
+                (IncidentRow.status != Status.RESOLVED.value)
+                | IncidentRow.incident_id.in_(sorted(wanted)))).mappings().all()]
             incidents = [_incident(r) for r in incident_rows]
             legacy = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY))
             clock_map: dict[str, float] = dict(legacy.scalar_one_or_none() or {})
@@ -421,7 +424,9 @@ def _alert_row(a: Alert) -> dict[str, Any]:
         "inhibited_by": a.inhibited_by, "flaps": a.flaps, "flapping": a.flapping,
         "paged": a.paged, "acknowledged_at": to_dt(a.acknowledged_at),
         "acknowledged_by": a.acknowledged_by, "resolved_at": to_dt(a.resolved_at),
-        "summary": a.summary,
+        "summary": a.summary, "clean_evaluations": a.clean_evaluations,
+        "evaluations_since_resolved": a.evaluations_since_resolved,
+        "evaluated_seq": a.evaluated_seq,
     }
 
 
@@ -439,6 +444,9 @@ def _alert(r: Any) -> Alert:
         inhibited_by=row.inhibited_by, flaps=row.flaps, flapping=row.flapping,
         paged=row.paged, acknowledged_at=to_ts(row.acknowledged_at),
         acknowledged_by=row.acknowledged_by, resolved_at=to_ts(row.resolved_at),
+        clean_evaluations=row.clean_evaluations,
+        evaluations_since_resolved=row.evaluations_since_resolved,
+        evaluated_seq=row.evaluated_seq,
     )
 
 

@@ -93,6 +93,10 @@ class AlertRow(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[datetime | None]
     summary: Mapped[str] = mapped_column(Text, default="")
+    clean_evaluations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    evaluations_since_resolved: Mapped[int] = mapped_column(Integer, default=0,
+                                                            server_default="0")
+    evaluated_seq: Mapped[int] = mapped_column(BigInteger, default=-1, server_default="-1")
 
 
 class OccurrenceRow(Base):

@@ -2,8 +2,10 @@
 
 The first ``reference_observations`` of a metric (per model) are its reference (river's
 ``stats.Mean``/``stats.Var``); after that a rolling window of ``window_observations``
-(river's ``utils.Rolling``) is compared with it every ``eval_every`` observations. A signal
-needs a relative fall of at least ``max_drop`` that is also significant (Welch z).
+(river's ``utils.Rolling``) is compared with it every ``eval_every`` observations: an
+evaluation. A signal needs a relative fall of at least ``max_drop`` that is also
+significant (Welch z); a fall of at least ``1 - hysteresis`` of that, or one that is not
+significant, is held; less is clear.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from river import stats, utils
 
-from stream.signals import EvidenceValue, Kind, Signal, Window
+from stream.signals import Evaluation, EvidenceValue, Findings, Kind, Scope, Signal, Window
 from stream.stats import welch_drop_z, z_critical
 from watchkeeper.config import BusinessMetricSpec, MonitoringSettings
 
@@ -51,9 +53,9 @@ class BusinessMonitor:
         return st
 
     def update(self, names: list[str], values: NDArray[np.float64], seq: NDArray[np.int64],
-               ts: NDArray[np.float64]) -> list[Signal]:
+               ts: NDArray[np.float64]) -> Findings:
         b = self.settings.business
-        out: list[Signal] = []
+        out = Findings()
         for i, name in enumerate(names):
             st = self._state(name)
             x = float(values[i])
@@ -74,12 +76,18 @@ class BusinessMonitor:
                 st.window_ts.popleft()
             seen = st.count - b.reference_observations
             if seen >= b.window_observations and seen % b.eval_every == 0:
-                sig = self._evaluate(name, st)
+                sig, held = self._evaluate(name, st)
                 if sig is not None:
-                    out.append(sig)
+                    out.signals.append(sig)
+                this = frozenset({(Kind.BUSINESS_METRIC, name, "mean")})
+                out.evaluations.append(Evaluation(
+                    self.model_id, Scope(frozenset({Kind.BUSINESS_METRIC}), name),
+                    int(seq[i]), float(ts[i]), this if held else frozenset(),
+                    this if sig is not None else frozenset()))
         return out
 
-    def _evaluate(self, name: str, st: _MetricState) -> Signal | None:
+    def _evaluate(self, name: str, st: _MetricState) -> tuple[Signal | None, bool]:
+        """The signal of a fall, if any, and whether the metric is held (not clear)."""
         assert st.cur_mean is not None and st.cur_var is not None
         b = self.settings.business
         ref, cur = st.ref_mean.get(), st.cur_mean.get()
@@ -87,11 +95,11 @@ class BusinessMonitor:
         drop = sign * (ref - cur)
         rel = drop / abs(ref) if ref else (np.inf if drop > 0 else 0.0)
         if rel < st.spec.max_drop:
-            return None
+            return None, rel >= (1.0 - self.settings.hysteresis) * st.spec.max_drop
         z = sign * welch_drop_z(ref, st.ref_var.get(), b.reference_observations,
                                 cur, st.cur_var.get(), b.window_observations)
         if z < self._z:
-            return None
+            return None, True
         evidence: dict[str, EvidenceValue] = {
             "reference_mean": round(ref, 6), "current_mean": round(cur, 6),
             "relative_drop": round(float(rel), 4), "max_drop": st.spec.max_drop,
@@ -104,4 +112,4 @@ class BusinessMonitor:
         return Signal(model_id=self.model_id, kind=Kind.BUSINESS_METRIC, subject=name,
                       statistic="mean", value=round(cur, 6),
                       threshold=round(ref * (1 - sign * st.spec.max_drop), 6), window=window,
-                      evidence=evidence, ts=window.end_ts, seq=window.end_seq)
+                      evidence=evidence, ts=window.end_ts, seq=window.end_seq), False

@@ -10,6 +10,12 @@ every column is tested against its reference profile:
 - *drift*: PSI of the window's histogram against the reference's, which must both exceed
   a practical threshold and be significant (chi-square test), at a level corrected for the
   number of tests in the window, so that a stationary stream stays quiet.
+
+Every closed window is an :class:`stream.signals.Evaluation` of all these series: one that
+fires raises a signal; one whose effect is inside the hysteresis band (at least
+``1 - hysteresis`` of its threshold, or over it without significance) or that could not be
+tested (too few values) is *held*; the others are clear, which is what lets triage resolve
+an alert that no longer fires.
 """
 
 from __future__ import annotations
@@ -26,13 +32,38 @@ from stream.columns import categorical, extract_all, numeric
 from stream.events import Prediction
 from stream.monitors.window import WindowClock
 from stream.reference import CategoricalProfile, ModelProfile, NumericProfile, Profile
-from stream.signals import EvidenceValue, Kind, Signal, Window
+from stream.signals import (
+    Evaluation,
+    EvidenceValue,
+    Findings,
+    Kind,
+    Scope,
+    SeriesKey,
+    Signal,
+    Window,
+)
 from stream.stats import chi2_homogeneity_p, psi, rate_increase_z, z_critical
 from watchkeeper.config import MonitoringSettings
 
 MIN_DRIFT_VALUES = 100
 TESTS_PER_COLUMN = 6
 MAX_EXAMPLES = 5
+INPUT_SCOPE = Scope(frozenset({Kind.SCHEMA, Kind.DATA_QUALITY, Kind.DRIFT,
+                               Kind.PREDICTION_DRIFT}))
+LABEL_SCOPE = Scope(frozenset({Kind.LABEL_DRIFT}))
+
+
+@dataclass(slots=True)
+class _Verdicts:
+    """One window's outcome: the signals raised and the series held (neither fired nor
+    clear)."""
+
+    signals: list[Signal] = field(default_factory=list)
+    held: set[SeriesKey] = field(default_factory=set)
+
+    def evaluation(self, model_id: str, scope: Scope, window: Window) -> Evaluation:
+        return Evaluation(model_id, scope, window.end_seq, window.end_ts, frozenset(self.held),
+                          frozenset((s.kind, s.subject, s.statistic) for s in self.signals))
 
 
 @dataclass(slots=True)
@@ -143,15 +174,19 @@ class InputMonitor:
 
     def update(
         self, preds: Sequence[Prediction], seq: NDArray[np.int64], ts: NDArray[np.float64]
-    ) -> list[Signal]:
-        """Add this model's predictions (in event order); return closed windows' signals."""
-        signals: list[Signal] = []
+    ) -> Findings:
+        """Add this model's predictions (in event order); every window they close is an
+        evaluation (with the signals it raised)."""
+        out = Findings()
         for a, b, window in self._clock.split(seq, ts):
             if b > a:
                 self._add(preds[a:b])
             if window is not None:
-                signals.extend(self._close(window))
-        return signals
+                found = self._close(window)
+                out.signals.extend(found.signals)
+                out.evaluations.append(found.evaluation(self.profile.model_id, INPUT_SCOPE,
+                                                        window))
+        return out
 
     def _add(self, preds: Sequence[Prediction]) -> None:
         rows = [p.features for p in preds]
@@ -172,22 +207,25 @@ class InputMonitor:
     def _accs_missing(self) -> bool:
         return any(self._accs[c.name].missing for c in self._feature_columns)
 
-    def _close(self, window: Window) -> list[Signal]:
+    def _close(self, window: Window) -> _Verdicts:
         self.windows_closed += 1
-        out: list[Signal] = []
+        out = _Verdicts()
         for col in self._columns:
             acc = self._accs[col.name]
-            out.extend(self._test(col, acc, window))
+            self._test(col, acc, window, out)
             acc.reset()
         q = self.settings.quality
+        keep = 1.0 - self.settings.hysteresis
         for name, count in sorted(self._new_features.items()):
             rate = count / window.count
             z = rate_increase_z(count, window.count, 0.0, self.profile.prediction.n)
             if rate >= q.schema_rate and z >= self._z:
-                out.append(self._signal(Kind.SCHEMA, name, "new_feature_rate", rate,
-                                        q.schema_rate, window,
-                                        {"rows": count, "window_rows": window.count,
-                                         "in_reference": False}))
+                out.signals.append(self._signal(Kind.SCHEMA, name, "new_feature_rate", rate,
+                                                q.schema_rate, window,
+                                                {"rows": count, "window_rows": window.count,
+                                                 "in_reference": False}))
+            elif rate >= keep * q.schema_rate:
+                out.held.add((Kind.SCHEMA, name, "new_feature_rate"))
         self._new_features.clear()
         return out
 
@@ -199,62 +237,65 @@ class InputMonitor:
             ts=window.end_ts, seq=window.end_seq,
         )
 
-    def _rate_signal(self, kind: Kind, col: _Column, statistic: str, count: int, n: int,
-                     ref_rate: float, ref_n: int, min_increase: float, window: Window,
-                     extra: dict[str, EvidenceValue] | None = None) -> Signal | None:
-        if n <= 0 or count == 0:
-            return None
+    def _rate_signal(self, out: _Verdicts, kind: Kind, col: _Column, statistic: str,
+                     count: int, n: int, ref_rate: float, ref_n: int, min_increase: float,
+                     window: Window, extra: dict[str, EvidenceValue] | None = None) -> None:
+        """Test a rate's rise over its reference: a signal, held, or clear (nothing)."""
+        if n <= 0:
+            out.held.add((kind, col.name, statistic))  # nothing to test this window
+            return
         rate = count / n
-        if rate - ref_rate < min_increase:
-            return None
+        rise = rate - ref_rate
+        if rise < min_increase:
+            if rise >= (1.0 - self.settings.hysteresis) * min_increase:
+                out.held.add((kind, col.name, statistic))
+            return
         z = rate_increase_z(count, n, ref_rate, ref_n)
         if z < self._z:
-            return None
+            out.held.add((kind, col.name, statistic))
+            return
         evidence: dict[str, EvidenceValue] = {
             "reference_rate": round(ref_rate, 6), "current_rate": round(rate, 6),
             "rows": count, "window_rows": n, "z": round(z, 2),
         }
         if extra:
             evidence.update(extra)
-        return self._signal(kind, col.name, statistic, rate, round(ref_rate + min_increase, 6),
-                            window, evidence)
+        out.signals.append(self._signal(kind, col.name, statistic, rate,
+                                        round(ref_rate + min_increase, 6), window, evidence))
 
-    def _test(self, col: _Column, acc: _Acc, window: Window) -> list[Signal]:
+    def _test(self, col: _Column, acc: _Acc, window: Window, out: _Verdicts) -> None:
         prof = col.profile
         q = self.settings.quality
         n = acc.rows
-        found: list[Signal | None] = []
         if col.source == "features":
-            found.append(self._rate_signal(Kind.SCHEMA, col, "missing_rate", acc.missing, n,
-                                           0.0, prof.n, q.schema_rate, window))
-            found.append(self._rate_signal(
-                Kind.SCHEMA, col, "type_mismatch_rate", acc.mismatched, n, 0.0, prof.n,
+            self._rate_signal(out, Kind.SCHEMA, col, "missing_rate", acc.missing, n, 0.0,
+                              prof.n, q.schema_rate, window)
+            self._rate_signal(
+                out, Kind.SCHEMA, col, "type_mismatch_rate", acc.mismatched, n, 0.0, prof.n,
                 q.schema_rate, window,
-                {"expected_type": _type_name(prof), "example": acc.mismatch_example}))
+                {"expected_type": _type_name(prof), "example": acc.mismatch_example})
             present = n - acc.missing - acc.mismatched
-            found.append(self._rate_signal(Kind.DATA_QUALITY, col, "null_rate", acc.nulls,
-                                           present, prof.null_rate, prof.n,
-                                           q.null_rate_increase, window))
+            self._rate_signal(out, Kind.DATA_QUALITY, col, "null_rate", acc.nulls, present,
+                              prof.null_rate, prof.n, q.null_rate_increase, window)
         valid = int(acc.counts.sum())
         if isinstance(prof, NumericProfile) and col.source == "features":
             if prof.bound_min is not None or prof.bound_max is not None:
-                found.append(self._rate_signal(
-                    Kind.DATA_QUALITY, col, "out_of_bounds_rate", acc.out_of_bounds, valid,
-                    prof.out_of_bounds_rate, prof.n, q.out_of_bounds_rate, window,
-                    {"min": prof.bound_min, "max": prof.bound_max}))
-            found.append(self._rate_signal(
-                Kind.DATA_QUALITY, col, "out_of_range_rate", acc.out_of_range, valid,
+                self._rate_signal(
+                    out, Kind.DATA_QUALITY, col, "out_of_bounds_rate", acc.out_of_bounds,
+                    valid, prof.out_of_bounds_rate, prof.n, q.out_of_bounds_rate, window,
+                    {"min": prof.bound_min, "max": prof.bound_max})
+            self._rate_signal(
+                out, Kind.DATA_QUALITY, col, "out_of_range_rate", acc.out_of_range, valid,
                 2.0 / (prof.n + 1), prof.n, q.out_of_range_rate, window,
                 {"reference_min": prof.min, "reference_max": prof.max,
-                 "current_mean": round(acc.sum / valid, 6) if valid else None}))
+                 "current_mean": round(acc.sum / valid, 6) if valid else None})
         if isinstance(prof, CategoricalProfile) and col.source == "features":
             top = [v for v, _ in acc.unseen_values.most_common(MAX_EXAMPLES)]
-            found.append(self._rate_signal(
-                Kind.DATA_QUALITY, col, "unseen_category_rate", acc.unseen, valid, 0.0, prof.n,
-                q.unseen_category_rate, window, {"examples": top}))
-        found.append(drift_signal(self.profile.model_id, col.kind, col.name, prof, acc, window,
-                                  self.settings, TESTS_PER_COLUMN * len(self._columns)))
-        return [s for s in found if s is not None]
+            self._rate_signal(
+                out, Kind.DATA_QUALITY, col, "unseen_category_rate", acc.unseen, valid, 0.0,
+                prof.n, q.unseen_category_rate, window, {"examples": top})
+        drift_signal(out, self.profile.model_id, col.kind, col.name, prof, acc, window,
+                     self.settings, TESTS_PER_COLUMN * len(self._columns))
 
 def _type_name(profile: Profile) -> str:
     if isinstance(profile, NumericProfile):
@@ -262,20 +303,26 @@ def _type_name(profile: Profile) -> str:
     return "boolean" if profile.boolean else "categorical"
 
 
-def drift_signal(model_id: str, kind: Kind, name: str, prof: Profile, acc: _Acc, window: Window,
-                 settings: MonitoringSettings, tests: int) -> Signal | None:
-    """A drift signal when the window's histogram moved from the reference's, else None."""
+def drift_signal(out: _Verdicts, model_id: str, kind: Kind, name: str, prof: Profile,
+                 acc: _Acc, window: Window, settings: MonitoringSettings, tests: int) -> None:
+    """A drift signal when the window's histogram moved from the reference's; held when too
+    few values, inside the hysteresis band, or not significant; else clear."""
     valid = int(acc.counts.sum())
+    key = (kind, name, "psi")
     if valid < MIN_DRIFT_VALUES:
-        return None
+        out.held.add(key)
+        return
     ref = prof.counts if isinstance(prof, NumericProfile) else np.append(prof.counts, 0.0)
     value = psi(acc.counts, ref)
     threshold = settings.drift.psi_threshold
     if value < threshold:
-        return None
+        if value >= (1.0 - settings.hysteresis) * threshold:
+            out.held.add(key)
+        return
     p = chi2_homogeneity_p(acc.counts, ref)
     if p > settings.alpha / tests:
-        return None
+        out.held.add(key)
+        return
     evidence: dict[str, EvidenceValue] = {"psi": round(value, 4), "p_value": p, "values": valid}
     cur_share = acc.counts / max(valid, 1)
     ref_share = ref / max(ref.sum(), 1.0)
@@ -296,9 +343,9 @@ def drift_signal(model_id: str, kind: Kind, name: str, prof: Profile, acc: _Acc,
             {"category": labels[i], "reference_share": round(float(ref_share[i]), 4),
              "current_share": round(float(cur_share[i]), 4)} for i in order.tolist()
         ]
-    return Signal(model_id=model_id, kind=kind, subject=name, statistic="psi",
-                  value=round(value, 6), threshold=threshold, window=window, evidence=evidence,
-                  ts=window.end_ts, seq=window.end_seq)
+    out.signals.append(Signal(model_id=model_id, kind=kind, subject=name, statistic="psi",
+                              value=round(value, 6), threshold=threshold, window=window,
+                              evidence=evidence, ts=window.end_ts, seq=window.end_seq))
 
 
 class LabelMonitor:
@@ -315,16 +362,18 @@ class LabelMonitor:
                                   settings.min_window_events)
 
     def update(self, labels: Sequence[Any], seq: NDArray[np.int64],
-               ts: NDArray[np.float64]) -> list[Signal]:
-        out: list[Signal] = []
+               ts: NDArray[np.float64]) -> Findings:
+        out = Findings()
         for a, b, window in self._clock.split(seq, ts):
             if b > a:
                 _add(self._acc, self.label_profile, list(labels[a:b]))
             if window is not None:
-                sig = drift_signal(self.profile.model_id, Kind.LABEL_DRIFT, "label",
-                                   self.label_profile, self._acc, window, self.settings,
-                                   TESTS_PER_COLUMN)
+                found = _Verdicts()
+                drift_signal(found, self.profile.model_id, Kind.LABEL_DRIFT, "label",
+                             self.label_profile, self._acc, window, self.settings,
+                             TESTS_PER_COLUMN)
                 self._acc.reset()
-                if sig is not None:
-                    out.append(sig)
+                out.signals.extend(found.signals)
+                out.evaluations.append(found.evaluation(self.profile.model_id, LABEL_SCOPE,
+                                                        window))
         return out

@@ -1,15 +1,17 @@
-"""Performance with delayed labels: rolling metrics overall, per slice and per version.
+"""Performance with delayed labels: overall, per slice and per version, tested sequentially.
 
 Labelled predictions (inline labels, or outcomes joined by ``request_id``) feed one
-*series* per scope: the whole model, each slice value, each model version. A series keeps
-its last ``window_labels`` pairs in ring buffers (O(1) memory) and river's ADWIN on the
-per-prediction loss (fed as means of blocks of ``ADWIN_BLOCK`` labels, which keeps its cost
-off the hot path); ADWIN's adaptive width tells how much of the window belongs to the
-current regime and where it changed ("since when"). Every ``eval_every`` labels the metric
-is computed over a few window lengths (the shortest allowed, ADWIN's, the longest) and
-compared with the series' reference: a signal needs the fall to exceed ``max_drop`` *and*
-to be significant given both the window's and the reference's standard errors, at a level
-corrected for the number of series and windows tested.
+*series* per scope: the whole model, each slice value, each model version. Each series runs
+a CUSUM (:mod:`stream.monitors.cusum`) of its per-label losses against its *tolerance
+line*, the reference value moved by ``max_drop``: evidence accumulates across labels, so a
+sustained fall is found however small its margin over the line, and the false-alarm rate on
+a model as good as its reference stays bounded (about one alarm per ``exp(cusum_h)``
+labels per series at most). A slice's line moves a little further for a reference too small
+to pin it down (:meth:`PerformanceMonitor.margin`). Every ``eval_every`` labels a series is
+evaluated: it fires while its CUSUM is at its threshold, is clear once the CUSUM has fallen
+below ``1 - hysteresis`` of it, and is held in between. A series keeps its last
+``window_labels`` pairs in ring buffers (O(1) memory) for the evidence: the metric since the
+CUSUM's run began ("since when"), at least ``min_labels`` of them.
 """
 
 from __future__ import annotations
@@ -22,17 +24,25 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from river import drift
 
 from stream.metrics import Estimate, compute
+from stream.monitors.cusum import Cusum
 from stream.reference import ModelProfile
-from stream.signals import EvidenceValue, Kind, Signal, Window
-from stream.stats import z_critical
+from stream.signals import (
+    Evaluation,
+    EvidenceValue,
+    Findings,
+    Kind,
+    Scope,
+    SeriesKey,
+    Signal,
+    Window,
+)
 from watchkeeper.config import HIGHER_IS_BETTER, MonitoringSettings
 
 FloatArray = NDArray[np.float64]
-ADWIN_BLOCK = 10
-WINDOWS_PER_EVALUATION = 3
+BLOCK_METRICS = frozenset({"roc_auc", "f1"})
+REFERENCE_Z = 3.09  # one in a thousand
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +62,13 @@ class Labelled:
 
 
 class _Series:
-    """One scope's ring buffers, ADWIN and evaluation counter."""
+    """One scope's ring buffers (the last ``size`` labelled pairs, for the evidence) and its
+    CUSUM against the tolerance line."""
 
-    def __init__(self, size: int, reference: Estimate | None) -> None:
+    def __init__(self, size: int, reference: Estimate | None, cusum: Cusum | None) -> None:
         self.size = size
         self.reference = reference
+        self.cusum = cusum
         self.y = np.zeros(size)
         self.p = np.zeros(size)
         self.s = np.full(size, np.nan)
@@ -64,39 +76,29 @@ class _Series:
         self.ts = np.zeros(size)
         self.pos = 0
         self.count = 0
-        self.adwin = drift.ADWIN(delta=0.002, clock=1, grace_period=5, min_window_length=3)
-        self.change_seq: int | None = None
-        self._carry_sum = 0.0
-        self._carry_n = 0
-
-    @property
-    def adwin_labels(self) -> int:
-        """ADWIN's current window, in labels."""
-        return int(self.adwin.width) * ADWIN_BLOCK
+        self.evaluations = 0
+        self.peak = 0.0  # the CUSUM's highest value since the last evaluation
+        self.run_start: int | None = None  # seq where the CUSUM last left zero
+        self.run_labels = 0  # labels since then
 
     def detect(self, loss: FloatArray, seq: NDArray[np.int64]) -> None:
-        """Feed ADWIN the means of complete blocks of losses; remember where it cut."""
-        n = len(loss)
-        need = ADWIN_BLOCK - self._carry_n
-        if n < need:
-            self._carry_sum += float(loss.sum())
-            self._carry_n += n
+        """Feed the CUSUM per-label losses; remember where its current run began."""
+        cusum = self.cusum
+        if cusum is None or not len(loss):
             return
-        adwin = self.adwin
-        adwin.update((self._carry_sum + float(loss[:need].sum())) / ADWIN_BLOCK)
-        if adwin.drift_detected:
-            self.change_seq = int(seq[need - 1])
-        full = (n - need) // ADWIN_BLOCK
-        if full:
-            blocks = loss[need:need + full * ADWIN_BLOCK].reshape(full, ADWIN_BLOCK).sum(axis=1)
-            blocks /= ADWIN_BLOCK  # the blocks' means (as .mean(axis=1), without its overhead)
-            for k, value in enumerate(blocks.tolist()):
-                adwin.update(value)
-                if adwin.drift_detected:
-                    self.change_seq = int(seq[need + (k + 1) * ADWIN_BLOCK - 1])
-        rest = loss[need + full * ADWIN_BLOCK:]
-        self._carry_sum = float(rest.sum())
-        self._carry_n = len(rest)
+        was_zero = cusum.value == 0.0
+        path = cusum.path(loss)
+        self.peak = max(self.peak, max(path))
+        if path[-1] == 0.0:
+            self.run_start, self.run_labels = None, 0
+            return
+        last_zero = next((i for i in range(len(path) - 1, -1, -1) if path[i] == 0.0), None)
+        if last_zero is None:  # the run went on through the whole batch
+            if was_zero or self.run_start is None:
+                self.run_start = int(seq[0])
+            self.run_labels += len(loss)
+        else:
+            self.run_start, self.run_labels = int(seq[last_zero + 1]), len(loss) - last_zero - 1
 
     def write(self, y: FloatArray, p: FloatArray, s: FloatArray,
               seq: NDArray[np.int64], ts: FloatArray) -> None:
@@ -128,14 +130,15 @@ class _Series:
 
 
 class PerformanceMonitor:
-    """Rolling metric per scope for one model; emits performance signals.
+    """A CUSUM per scope against its tolerance line; emits performance signals and, every
+    ``eval_every`` labels of a scope, an evaluation of it.
 
     Parameters
     ----------
     profile
         The model's reference profile (metric, reference values overall and per slice).
     settings
-        Window, minimum labels, evaluation cadence, level.
+        Window, evaluation cadence, the CUSUM's threshold ``cusum_h``, the hysteresis band.
     """
 
     def __init__(self, profile: ModelProfile, settings: MonitoringSettings) -> None:
@@ -145,6 +148,7 @@ class PerformanceMonitor:
         self.metric = perf.metric
         self.max_drop = perf.max_drop
         self.higher_is_better = HIGHER_IS_BETTER[self.metric]
+        self.blocks = self.metric in BLOCK_METRICS  # not a mean of per-label losses
         self._series: dict[tuple[str | None, str | None], _Series] = {}
         self._codes: dict[int, dict[str | None, int]] = {}
         self._versions: set[str] = set()
@@ -157,13 +161,47 @@ class PerformanceMonitor:
             ref = self.profile.metric
             if key[0] is not None:
                 ref = self.profile.slice_metrics.get(key[0], ref)
-            s = self._series[key] = _Series(self.settings.performance.window_labels, ref)
+            s = self._series[key] = _Series(self.settings.performance.window_labels, ref,
+                                            self._cusum(ref))
         return s
 
-    def update(self, batch: Labelled) -> list[Signal]:
-        """Add labelled predictions; return the signals of evaluations that fell due."""
+    def margin(self, ref: Estimate) -> float:
+        """How far the line moves beyond ``max_drop`` for the reference's own uncertainty:
+        only as far as a healthy series could lie beyond the line by the reference's chance
+        error (at z = 3.09, one in a thousand); nothing for a reference of a few thousand
+        labels, most of ``max_drop`` for a slice of a hundred."""
+        return max(0.0, REFERENCE_Z * ref.stderr - self.max_drop)
+
+    def line(self, ref: Estimate) -> float:
+        """The tolerance line in the metric's units: the value the CUSUM tests against."""
+        beyond = self.max_drop + self.margin(ref)
+        return ref.value - beyond if self.higher_is_better else ref.value + beyond
+
+    def _cusum(self, ref: Estimate | None) -> Cusum | None:
+        if ref is None:
+            return None
+        perf = self.settings.performance
+        h, beyond = perf.cusum_h, self.max_drop + self.margin(ref)
+        if self.metric == "accuracy":  # error rates
+            p0 = 1.0 - ref.value
+            if p0 + beyond >= 1.0:
+                return None
+            return Cusum.bernoulli(p0, p0 + beyond, h)
+        spread = ref.stderr * math.sqrt(max(ref.n, 1))
+        if self.metric == "mae":
+            return Cusum.gaussian(ref.value, spread, ref.value + beyond, h)
+        if self.metric == "rmse":  # squared errors; the stderr of an RMSE is of the MSE/2RMSE
+            mse, spread = ref.value**2, 2 * ref.value * spread
+            return Cusum.gaussian(mse, spread, (ref.value + beyond) ** 2, h)
+        # roc_auc, f1: one increment per block of eval_every labels, on the loss -metric
+        block = ref.stderr * math.sqrt(max(ref.n, 1) / perf.eval_every)
+        return Cusum.gaussian(-ref.value, block, -ref.value + beyond, h)
+
+    def update(self, batch: Labelled) -> Findings:
+        """Add labelled predictions; return the signals and evaluations that fell due."""
+        out = Findings()
         if len(batch) == 0:
-            return []
+            return out
         self.labels += len(batch)
         groups: dict[tuple[str | None, str | None], NDArray[np.int64]] = {
             (None, None): np.arange(len(batch), dtype=np.int64)}
@@ -175,18 +213,18 @@ class PerformanceMonitor:
             for version, rows in self._group(-1, batch.version).items():
                 groups[(None, version)] = rows
         loss = self._loss(batch.y, batch.pred)
-        signals: list[Signal] = []
         for key, idx in groups.items():
-            signals.extend(self._feed(key, batch, idx, loss[idx]))
-        signals.sort(key=lambda s: s.seq)
-        return signals
+            self._feed(key, batch, idx, loss[idx], out)
+        out.signals.sort(key=lambda s: s.seq)
+        out.evaluations.sort(key=lambda e: e.seq)
+        return out
 
     def _group(self, dim: int, keys: Sequence[str | None]) -> dict[str, NDArray[np.int64]]:
         """Row indices per key of one slice dimension (-1: versions); None keys are left out,
         and so are new keys once ``max_slice_values`` are known (counted as overflow)."""
         codes = self._codes.setdefault(dim, {None: -1})
         cap = self.settings.performance.max_slice_values
-        for key in set(keys) - codes.keys():
+        for key in sorted(set(keys) - codes.keys(), key=str):
             if len(codes) - 1 < cap:
                 codes[key] = len(codes) - 1
         arr = np.fromiter(map(codes.get, keys, repeat(-2)), dtype=np.int64, count=len(keys))
@@ -196,16 +234,15 @@ class PerformanceMonitor:
                 if c >= 0}
 
     def _loss(self, y: FloatArray, p: FloatArray) -> FloatArray:
+        """Per-label loss: 1 for a wrong class, the absolute or squared error."""
         if self.profile.is_classification:
             wrong: FloatArray = (y != p).astype(np.float64)
             return wrong
-        err = np.abs(y - p)
-        scale = self.profile.metric.value if self.profile.metric else float(err.mean() or 1.0)
-        loss: FloatArray = err / (err + max(scale, 1e-12))
-        return loss
+        err: FloatArray = np.abs(y - p)
+        return err**2 if self.metric == "rmse" else err
 
     def _feed(self, key: tuple[str | None, str | None], b: Labelled, idx: NDArray[np.int64],
-              loss: FloatArray) -> list[Signal]:
+              loss: FloatArray, out: Findings) -> None:
         series = self._get(key)
         every = self.settings.performance.eval_every
         n = len(idx)
@@ -213,63 +250,80 @@ class PerformanceMonitor:
         cuts = list(range(first, n + 1, every))
         if not cuts or cuts[-1] != n:
             cuts.append(n)
-        out: list[Signal] = []
         y, pred, score, seq, ts = b.y[idx], b.pred[idx], b.score[idx], b.seq[idx], b.ts[idx]
         start = 0
         for cut in cuts:
             part = slice(start, cut)
-            series.detect(loss[part], seq[part])
             series.write(y[part], pred[part], score[part], seq[part], ts[part])
+            if not self.blocks:
+                series.detect(loss[part], seq[part])
             series.count += cut - start
             start = cut
             if series.count % every == 0:
-                sig = self._evaluate(key, series)
-                if sig is not None:
-                    out.append(sig)
-        return out
+                if self.blocks:
+                    self._block(series, seq[part])
+                self._evaluate(key, series, out)
 
-    def _windows(self, series: _Series) -> list[int]:
-        """Window lengths to evaluate: the shortest allowed (large falls show fast), ADWIN's
-        current window (the labels since its last detected change) and the longest (small
-        falls need many labels)."""
+    def _block(self, series: _Series, seq: NDArray[np.int64]) -> None:
+        """roc_auc, f1: the last ``eval_every`` labels are one increment of the CUSUM."""
+        y, p, s = series.last(self.settings.performance.eval_every)
+        est = compute(self.metric, y, p, s, positive=self.profile.positive)
+        if est is not None and len(seq):
+            series.detect(np.array([-est.value]), seq[-1:])
+
+    def _evaluate(self, key: tuple[str | None, str | None], series: _Series,
+                  out: Findings) -> None:
+        ref, cusum = series.reference, series.cusum
+        if ref is None or cusum is None:
+            return
+        series.evaluations += 1
+        peak, series.peak = series.peak, cusum.value
+        last_seq, last_ts = series.bounds(1)[1], series.bounds(1)[3]
+        scope = Scope(frozenset({Kind.PERFORMANCE}), self.metric, key[0], key[1])
+        this: frozenset[SeriesKey] = frozenset({(Kind.PERFORMANCE, self.metric, self.metric)})
+        held: frozenset[SeriesKey] = frozenset()
+        fired: frozenset[SeriesKey] = frozenset()
+        if peak >= cusum.h:
+            sig = self._signal(key, series, peak)
+            if sig is not None:
+                out.signals.append(sig)
+                fired = this
+            else:
+                held = this
+        elif peak >= (1.0 - self.settings.hysteresis) * cusum.h:
+            held = this
+        out.evaluations.append(Evaluation(self.profile.model_id, scope, last_seq, last_ts,
+                                          held, fired))
+
+    def _signal(self, key: tuple[str | None, str | None], series: _Series,
+                peak: float) -> Signal | None:
+        ref, cusum = series.reference, series.cusum
+        assert ref is not None and cusum is not None
         perf = self.settings.performance
-        longest = min(series.count, perf.window_labels)
-        candidates = {perf.min_labels, max(perf.min_labels, series.adwin_labels), longest}
-        return sorted(w for w in candidates if perf.min_labels <= w <= longest)
-
-    def _evaluate(self, key: tuple[str | None, str | None], series: _Series) -> Signal | None:
-        ref = series.reference
-        if ref is None or series.count < self.settings.performance.min_labels:
+        w = min(series.count, perf.window_labels,
+                max(series.run_labels, perf.min_labels))
+        y, p, s = series.last(w)
+        est = compute(self.metric, y, p, s, positive=self.profile.positive)
+        if est is None:
             return None
-        z_crit = z_critical(self.settings.alpha, WINDOWS_PER_EVALUATION * len(self._series))
-        best: tuple[float, float, Estimate, int] | None = None
-        for w in self._windows(series):
-            y, p, s = series.last(w)
-            est = compute(self.metric, y, p, s, positive=self.profile.positive)
-            if est is None:
-                continue
-            drop = ref.value - est.value if self.higher_is_better else est.value - ref.value
-            se = math.sqrt(est.stderr**2 + ref.stderr**2)
-            z = drop / se if se > 0 else (math.inf if drop > 0 else 0.0)
-            if drop >= self.max_drop and z >= z_crit and (best is None or z > best[0]):
-                best = (z, drop, est, w)
-        if best is None:
-            return None
-        z, drop, est, w = best
+        drop = ref.value - est.value if self.higher_is_better else est.value - ref.value
         first_seq, last_seq, first_ts, last_ts = series.bounds(w)
-        threshold = (ref.value - self.max_drop if self.higher_is_better
-                     else ref.value + self.max_drop)
         evidence: dict[str, EvidenceValue] = {
             "reference": round(ref.value, 6),
             "current": round(est.value, 6),
             "drop": round(drop, 6),
             "max_drop": self.max_drop,
+            "tolerance_line": round(self.line(ref), 6),
+            "reference_margin": round(self.margin(ref), 6),
             "stderr": round(est.stderr, 6),
             "reference_stderr": round(ref.stderr, 6),
-            "z": round(z, 2),
             "labels": est.n,
             "reference_labels": ref.n,
-            "change_detected_at_seq": series.change_seq,
+            "cusum": round(peak, 3),
+            "cusum_h": cusum.h,
+            "change_detected_at_seq": series.run_start,
+            "labels_since_change": series.run_labels,
+            "estimated": False,
         }
         overall = self._series.get((None, None))
         if key != (None, None) and overall is not None and overall.count:
@@ -277,9 +331,9 @@ class PerformanceMonitor:
         window = Window(first_seq, last_seq, first_ts, last_ts, w)
         return Signal(
             model_id=self.profile.model_id, kind=Kind.PERFORMANCE, subject=self.metric,
-            statistic=self.metric, value=round(est.value, 6), threshold=round(threshold, 6),
-            window=window, evidence=evidence, ts=last_ts, seq=last_seq,
-            model_version=key[1], slice=key[0],
+            statistic=self.metric, value=round(est.value, 6),
+            threshold=round(self.line(ref), 6), window=window, evidence=evidence,
+            ts=last_ts, seq=last_seq, model_version=key[1], slice=key[0],
         )
 
     def counters(self) -> dict[str, Any]:

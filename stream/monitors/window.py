@@ -12,8 +12,10 @@ from stream.signals import Window
 
 @dataclass(slots=True)
 class WindowClock:
-    """Decides where tumbling windows end: after ``size`` events, or once ``seconds`` of
-    event time have passed and at least ``min_size`` events are in.
+    """Decides where tumbling windows end: after ``size`` events, or (when ``seconds`` is
+    set) once ``seconds`` of event time have passed and at least ``min_size`` events are in.
+    Without ``seconds`` (the default configuration) windows are counts of events only, so
+    they are the same at any traffic rate.
 
     >>> wc = WindowClock(size=3, seconds=100.0, min_size=2)
     >>> seq = np.arange(7); ts = np.array([0., 1, 2, 3, 4, 200, 201])
@@ -24,7 +26,7 @@ class WindowClock:
     """
 
     size: int
-    seconds: float
+    seconds: float | None
     min_size: int
     count: int = 0
     start_seq: int = -1
@@ -39,6 +41,8 @@ class WindowClock:
         out: list[tuple[int, int, Window | None]] = []
         n = len(seq)
         i = 0
+        if self.seconds is None:
+            return self._split_counts(seq, ts)
         while i < n:
             if self.count >= self.min_size and ts[i] - self.start_ts >= self.seconds:
                 # the open window is past its time: it closes before this event
@@ -55,6 +59,28 @@ class WindowClock:
             self.count += end - i
             self.last_seq, self.last_ts = int(seq[end - 1]), float(ts[end - 1])
             out.append((i, end, self._close() if closes else None))
+            i = end
+        return out
+
+    def _split_counts(
+        self, seq: NDArray[np.int64], ts: NDArray[np.float64]
+    ) -> list[tuple[int, int, Window | None]]:
+        """:meth:`split` for windows of ``size`` events each.
+
+        >>> wc = WindowClock(size=3, seconds=None, min_size=2)
+        >>> [(a, b, w.count if w else None) for a, b, w in wc.split(np.arange(7), np.zeros(7))]
+        [(0, 3, 3), (3, 6, 3), (6, 7, None)]
+        """
+        out: list[tuple[int, int, Window | None]] = []
+        n = len(seq)
+        i = 0
+        while i < n:
+            if self.count == 0:
+                self.start_seq, self.start_ts = int(seq[i]), float(ts[i])
+            end = min(n, i + self.size - self.count)
+            self.count += end - i
+            self.last_seq, self.last_ts = int(seq[end - 1]), float(ts[end - 1])
+            out.append((i, end, self._close() if self.count >= self.size else None))
             i = end
         return out
 

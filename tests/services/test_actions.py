@@ -97,16 +97,16 @@ def test_a_running_pipeline_picks_up_new_silences_and_feedback(
     store = SqlStore(str(tmp_path / "wk.db"))
     pipe = pipeline_module.Pipeline(load_config(files.config), store, source="x")
     lines = files.events.read_bytes().splitlines()
-    pipe.feed(lines[:2000])
+    pipe.feed(lines[:2500])
     assert pipe.triage.feedback == {}
-    assert pipe.triage.alerts, "the first 2,000 events raise alerts"
+    assert pipe.triage.alerts, "the first 2,500 events raise alerts"
     alert_id = next(iter(pipe.triage.alerts))
     store.act(alert_id, "not_actionable", "alice", datetime.now(tz=UTC))
     store.act(alert_id, "silence", "alice", datetime.now(tz=UTC), silence_for=3600)
-    pipe.feed(lines[2000:2100])
+    pipe.feed(lines[2500:2600])
     assert pipe.triage.feedback == {}  # not yet: refreshed every 30 s
     monkeypatch.setattr(pipeline_module, "MUTES_REFRESH_SECONDS", 0.0)
-    pipe.feed(lines[2100:2200])
+    pipe.feed(lines[2600:2700])
     alert = pipe.triage.alerts[alert_id]
     assert pipe.triage.feedback == {(alert.model_id, alert.kind, alert.subject): 1}
     assert [(s.model_id, s.kind, s.subject) for s in pipe.triage.silences] == [

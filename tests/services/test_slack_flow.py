@@ -27,7 +27,7 @@ from alerts.store.sql import SqlStore
 from services.api import build_api
 from services.notifier import Notifier, slack_client
 from stream.scenarios import generate, write_scenario
-from stream.signals import Kind, Signal, Window
+from stream.signals import Evaluation, Kind, Scope, Signal, Window
 from tests.fakes.slack import FakeSlack, Fault
 from watchkeeper.cli import main
 from watchkeeper.config import OnCallSpec, Shift, TriagePolicy
@@ -272,11 +272,17 @@ def test_not_actionable_lowers_the_score_until_it_stops_paging(
     lead = triage.alerts[lead_id]
     key = (lead.model_id, lead.kind, lead.subject)
     assert triage.feedback == Counter({key: 1})
-    # the same kind of finding on the same model, a day later: a new incident
+    # the same kind of finding on the same model after it resolved: a new incident
+    policy = TriagePolicy()
+    scope = Scope(frozenset({Kind.PERFORMANCE}), lead.subject, lead.slice, lead.model_version)
+    store.apply(triage.process([], [
+        Evaluation(lead.model_id, scope, lead.last_seq + k, lead.last_seen + k)
+        for k in range(1, policy.resolve_after_evaluations + policy.flap_window_evaluations + 2)
+    ]), dry_run=False)
     later = Signal(lead.model_id, Kind.PERFORMANCE, lead.subject, lead.statistic, 0.5,
                    lead.threshold, Window(0, 1, 0.0, 1.0, 2),
                    {"drop": 0.35, "max_drop": 0.02}, lead.last_seen + 86_400,
-                   lead.last_seq + 10)
+                   lead.last_seq + 100)
     changes = triage.process([later])
     assert changes.pages == []
     store.apply(changes, dry_run=False)

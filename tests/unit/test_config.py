@@ -58,7 +58,7 @@ def test_classification_defaults() -> None:
     assert (model.performance.metric, model.performance.max_drop) == ("accuracy", 0.02)
     assert model.features == {} and model.slices == []
     mon = cfg.monitoring
-    assert (mon.window_events, mon.window_seconds, mon.min_window_events) == (1000, 3600, 200)
+    assert (mon.window_events, mon.window_seconds, mon.min_window_events) == (1000, None, 200)
     assert mon.alpha == 1e-4
     assert (mon.drift.psi_threshold, mon.drift.bins) == (0.2, 10)
     assert mon.quality.null_rate_increase == 0.05
@@ -363,3 +363,19 @@ def test_reference_resolves_relative_to_the_config_folder(
     # load_config_text without a base_dir: relative to the current folder
     text_cfg = load_config_text(path.read_text(encoding="utf-8"))
     assert text_cfg.reference_path("a") == Path("refs/a.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("resolve_after_seconds", "resolve_after_evaluations"),
+     ("group_window_seconds", "flap_window_evaluations"),
+     ("flap_window_seconds", "flap_window_evaluations")],
+)
+def test_settings_that_counted_seconds_are_refused_with_their_replacement(old: str,
+                                                                          new: str) -> None:
+    text = f"models: {{m: {{task: regression, reference: r.jsonl}}}}\ntriage: {{{old}: 60}}"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text)
+    assert str(info.value) == (
+        f"triage: {old} is replaced by {new}: triage counts evaluations of the monitor, not "
+        "seconds of event time, so pages do not depend on the traffic rate")

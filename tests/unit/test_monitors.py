@@ -17,9 +17,10 @@ from typing import Any
 
 from stream.core import Core
 from stream.events import Prediction
+from stream.monitors.inputs import INPUT_SCOPE
 from stream.monitors.join import LabelJoin
 from stream.reference import build_profile
-from stream.signals import Signal
+from stream.signals import Kind, Signal
 from watchkeeper.config import load_config_text
 
 COLORS = ("red", "green", "blue", "white")
@@ -179,6 +180,33 @@ def test_null_spike_one_signal_per_closed_window() -> None:
     assert (first.evidence["rows"], first.evidence["window_rows"]) == (100, 200)
 
 
+def test_every_window_is_an_evaluation_clear_held_or_fired() -> None:
+    """Null rates per 200-prediction window: 0, 50 %, 4.5 % (inside the hysteresis band:
+    at least 0.8 of the 0.05 rise), 2 % (clear); reference 0."""
+    share = {1: 2, 2: 22, 3: 50}  # window -> one null in every n predictions
+
+    def nulls(i: int, f: dict[str, Any]) -> None:
+        n = share.get(i // 200)
+        if n is not None and i % n == 0:
+            f["amount"] = None
+
+    lines, seqs = prediction_stream(1000, nulls)
+    core = make_core()
+    evaluations = []
+    signals = []
+    for k in range(0, len(lines), 300):
+        result = core.process(lines[k:k + 300])
+        evaluations.extend(result.evaluations)
+        signals.extend(result.signals)
+    null_rate = (Kind.DATA_QUALITY, "amount", "null_rate")
+    assert [(e.seq, null_rate in e.held, e.is_clear(*null_rate)) for e in evaluations] == [
+        (seqs[199], False, True), (seqs[399], False, False), (seqs[599], True, False),
+        (seqs[799], False, True), (seqs[999], False, True)]
+    assert [s.seq for s in signals if s.statistic == "null_rate"] == [seqs[399]]
+    assert {e.scope for e in evaluations} == {INPUT_SCOPE}
+    assert all(e.model_id == "m" for e in evaluations)
+
+
 def test_a_window_is_tested_only_when_it_closes() -> None:
     def nulls(i: int, f: dict[str, Any]) -> None:
         f["amount"] = None
@@ -317,8 +345,9 @@ def labelled_stream(n: int, wrong_from: int, delay: int = 5) -> list[bytes]:
 def test_outcomes_joined_by_request_id_drive_performance() -> None:
     core = make_core()
     signals = run(core, labelled_stream(600, wrong_from=300))
-    # seq of the outcome of r{k} is 2k + 6; evaluations every 50 labels over the last 100
-    # (min_labels) to 200 (window_labels); r300.. are wrong except one in ten
+    # seq of the outcome of r{k} is 2k + 6; evaluations every 50 labels; r300.. are wrong
+    # except one in ten (r300 itself is right: its label is flipped too); the CUSUM alarms
+    # within r301..r349, so the first evaluation after it fires, and every one after
     assert keys(signals) == [
         ("performance", "accuracy", "accuracy", 704),
         ("performance", "accuracy", "accuracy", 804),
@@ -332,7 +361,13 @@ def test_outcomes_joined_by_request_id_drive_performance() -> None:
     assert first.evidence["reference"] == 0.9
     assert first.evidence["labels"] == 100
     assert (first.slice, first.model_version) == (None, None)
-    assert [s.value for s in signals[1:]] == [0.1, 0.1, 0.1, 0.1]
+    # the CUSUM's run began at r301's outcome: the value is over the labels since then (at
+    # least min_labels, at most window_labels)
+    assert [(s.evidence["change_detected_at_seq"], s.evidence["labels_since_change"], s.value,
+             s.window.count) for s in signals] == [
+        (608, 49, 0.5, 100), (608, 99, 0.1, 100), (608, 149, 0.09396, 149),
+        (608, 199, 0.095477, 199), (608, 249, 0.1, 200)]
+    assert [s.evidence["cusum"] for s in signals] == [21.0] * 5  # capped at 1.5 h
     counters = core.counters()
     assert counters["join"] == {
         "pending": 5,

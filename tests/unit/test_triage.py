@@ -2,8 +2,8 @@
 
 Pins, for the default :class:`TriagePolicy`: fingerprints, dedupe and idempotent
 re-processing, severity and route on impact ("page on impact, not on change"), grouping
-into incidents, inhibition, silences, auto-resolve on event time, flapping, feedback, and
-per-model clocks.
+into incidents, inhibition, silences, resolution after clear evaluations (never on event
+time), flapping, feedback, and per-model clocks.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ import pytest
 from alerts.fingerprint import fingerprint
 from alerts.model import Alert, Incident, Route, Silence, Status
 from alerts.pipeline import Changes, Triage
-from stream.signals import Kind, Signal, Window
+from stream.monitors.inputs import INPUT_SCOPE
+from stream.signals import Evaluation, Kind, Scope, Signal, Window
 from watchkeeper.config import TriagePolicy
 
 T0 = 1_551_398_400.0  # 2019-03-01T00:00:00Z
 MODEL = "car_loan"
 HOUR = 3600.0
-RESOLVE = TriagePolicy().resolve_after_seconds  # 7200 s
+RESOLVE = TriagePolicy().resolve_after_evaluations  # 3 clear evaluations in a row
+FLAP_WINDOW = TriagePolicy().flap_window_evaluations  # 20
+PERF = Scope(frozenset({Kind.PERFORMANCE}), "accuracy")
 
 DEFAULT_STATISTIC = {
     "schema": "missing_rate",
@@ -78,6 +81,20 @@ def perf(seq: int, *, ts: float | None = None, **kw: Any) -> Signal:
     kw.setdefault("value", 0.8)
     kw.setdefault("threshold", 0.85)
     return sig("performance", "accuracy", seq=seq, ts=ts, **kw)
+
+
+def evaluation(seq: int, scope: Scope = PERF, *, ts: float | None = None,
+               held: tuple[tuple[str, str, str], ...] = (), model_id: str = MODEL) -> Evaluation:
+    """An evaluation of ``scope`` at event ``seq`` (time ``T0 + seq`` unless ``ts``)."""
+    return Evaluation(model_id, scope, seq, T0 + seq if ts is None else ts,
+                      frozenset((Kind(k), subj, stat) for k, subj, stat in held))
+
+
+def clear(t: Triage, start: int, n: int = RESOLVE, scope: Scope = PERF, step: int = 100,
+          model_id: str = MODEL) -> Changes:
+    """``n`` evaluations of ``scope`` in which nothing fired, ``step`` events apart."""
+    return t.process([], [evaluation(start + k * step, scope, model_id=model_id)
+                          for k in range(n)])
 
 
 def only(items: Any) -> Any:
@@ -662,20 +679,20 @@ def test_inhibition_is_lifted_when_the_cause_resolves() -> None:
     t.process([null_rate("car_value", 0), sig("drift", "car_value", seq=1)])
     cause = alert_of(t, "data_quality", "car_value")
     assert alert_of(t, "drift", "car_value").inhibited_by == cause.alert_id
-    # only the drift keeps firing
-    t.process(
-        [
-            sig("drift", "car_value", seq=2, ts=T0 + HOUR),
-            sig("drift", "car_value", seq=3, ts=T0 + 2 * HOUR),
-        ]
-    )
-    assert alert_of(t, "drift", "car_value").inhibited_by == cause.alert_id
-    c = t.advance({MODEL: T0 + RESOLVE + 1})
+    # three windows in which only the drift fires: the null rate is clear in each
+    c = Changes()
+    for k in range(1, RESOLVE + 1):
+        c.merge(t.process([sig("drift", "car_value", seq=1000 * k)],
+                          [evaluation(1000 * k, INPUT_SCOPE)]))
+        if k < RESOLVE:
+            assert t.alerts[cause.alert_id].status is Status.OPEN
+            assert alert_of(t, "drift", "car_value").inhibited_by == cause.alert_id
     cause = t.alerts[cause.alert_id]
     drift = alert_of(t, "drift", "car_value")
-    assert cause.status is Status.RESOLVED
+    assert (cause.status, cause.resolved_at, cause.clean_evaluations) == (
+        Status.RESOLVED, T0 + 3000, 3)
     assert (drift.status, drift.inhibited_by, drift.route) == (Status.OPEN, None, Route.DIGEST)
-    assert drift.severity == 0.3
+    assert (drift.severity, drift.occurrences) == (0.35, 4)  # 0.2 + persistence 0.15
     assert {cause.alert_id, drift.alert_id} <= set(c.alerts)
     assert c.pages == [] and c.resolved_incidents == []
     assert incident_of(t, drift).status is Status.OPEN
@@ -683,21 +700,15 @@ def test_inhibition_is_lifted_when_the_cause_resolves() -> None:
 
 def test_incident_scores_on_its_active_alerts_after_one_resolves() -> None:
     t = fresh()
-    t.process(
-        [
-            null_rate("car_value", 0),
-            sig("drift", "car_value", seq=1),
-            sig("drift", "car_value", seq=2, ts=T0 + HOUR),
-            sig("drift", "car_value", seq=3, ts=T0 + 2 * HOUR),
-        ]
-    )
-    t.advance({MODEL: T0 + RESOLVE + 1})
+    t.process([null_rate("car_value", 0), sig("drift", "car_value", seq=1)])
+    for k in range(1, RESOLVE + 1):
+        t.process([sig("drift", "car_value", seq=1000 * k)], [evaluation(1000 * k, INPUT_SCOPE)])
     drift = alert_of(t, "drift", "car_value")
     incident = incident_of(t, drift)
     assert (incident.lead_alert_id, incident.route, incident.severity) == (
         drift.alert_id,
         Route.DIGEST,
-        0.3,
+        0.35,
     )
 
 
@@ -768,38 +779,62 @@ def test_silence_prefix_leaves_other_subjects_alone() -> None:
     assert alert_of(t, "data_quality", "driver_tenure").status is Status.OPEN
 
 
-# -- auto-resolve --------------------------------------------------------------------------
+# -- resolution: clear evaluations in a row, never event time ------------------------------
 
 
-def test_quiet_alert_resolves_on_event_time() -> None:
+def test_an_alert_resolves_after_enough_clear_evaluations_in_a_row() -> None:
     t = fresh()
     t.process([perf(0, ts=T0)])
     a = alert_of(t, "performance", "accuracy")
     incident_id = a.incident_id
-    assert not t.advance({MODEL: T0 + RESOLVE}).alerts  # exactly the limit: still open
+    first = clear(t, 100, n=RESOLVE - 1)
     assert t.alerts[a.alert_id].status is Status.OPEN
-    c = t.advance({MODEL: T0 + RESOLVE + 60})
+    assert t.alerts[a.alert_id].clean_evaluations == RESOLVE - 1
+    assert first.resolved_incidents == []
+    c = clear(t, 100 + (RESOLVE - 1) * 100, n=1)
     done = t.alerts[a.alert_id]
-    assert (done.status, done.resolved_at) == (Status.RESOLVED, T0 + RESOLVE)
+    assert (done.status, done.resolved_at) == (Status.RESOLVED, T0 + 300)
     assert c.resolved_incidents == [incident_id]
     assert incident_id is not None
     incident = t.incidents[incident_id]
-    assert incident.status is Status.RESOLVED
-    assert incident.resolved_at is not None
-    assert T0 + RESOLVE <= incident.resolved_at <= T0 + RESOLVE + 60
-    assert c.clocks == {MODEL: T0 + RESOLVE + 60}
+    assert (incident.status, incident.resolved_at) == (Status.RESOLVED, T0 + 300)
     assert c.pages == []
 
 
-def test_incident_resolved_at_does_not_depend_on_the_watermark_step() -> None:
-    resolved = []
-    for watermark in (T0 + RESOLVE + 1, T0 + RESOLVE + HOUR):
-        t = fresh()
-        t.process([perf(0, ts=T0)])
-        t.advance({MODEL: watermark})
-        incident = only(t.incidents.values())
-        resolved.append(incident.resolved_at)
-    assert resolved == [T0 + RESOLVE, T0 + RESOLVE]
+def test_no_amount_of_event_time_resolves_an_alert() -> None:
+    """At one event a minute or one a month: only evaluations count."""
+    t = fresh()
+    t.process([perf(0, ts=T0)])
+    t.process([sig("drift", "car_value", seq=5, ts=T0 + 365 * 86_400)])  # a year later
+    assert alert_of(t, "performance", "accuracy").status is Status.OPEN
+    clear(t, 10, n=RESOLVE, scope=INPUT_SCOPE)  # another monitor's evaluations
+    assert alert_of(t, "performance", "accuracy").status is Status.OPEN
+
+
+def test_a_held_or_firing_evaluation_breaks_the_run_of_clear_ones() -> None:
+    t = fresh()
+    t.process([perf(0)])
+    clear(t, 100, n=RESOLVE - 1)
+    t.process([], [evaluation(300, held=(("performance", "accuracy", "accuracy"),))])
+    assert alert_of(t, "performance", "accuracy").clean_evaluations == 0
+    clear(t, 400, n=RESOLVE - 1)
+    t.process([perf(600)], [evaluation(600)])  # it fired in this evaluation
+    a = alert_of(t, "performance", "accuracy")
+    assert (a.status, a.clean_evaluations, a.occurrences) == (Status.OPEN, 0, 2)
+    clear(t, 700, n=RESOLVE)
+    assert alert_of(t, "performance", "accuracy").status is Status.RESOLVED
+
+
+def test_only_evaluations_of_the_alerts_own_scope_count() -> None:
+    t = fresh()
+    t.process([perf(0), perf(1, slice="channel=web"), perf(2, model_version="v8")])
+    clear(t, 100, n=RESOLVE, scope=Scope(frozenset({Kind.PERFORMANCE}), "accuracy",
+                                         slice="channel=web"))
+    status = {(a.slice, a.model_version): a.status for a in t.alerts.values()}
+    assert status == {(None, None): Status.OPEN, ("channel=web", None): Status.RESOLVED,
+                      (None, "v8"): Status.OPEN}
+    clear(t, 1000, n=RESOLVE, model_id="other")  # another model's evaluations
+    assert alert_of(t, "performance", "accuracy").status is Status.OPEN
 
 
 def test_incident_resolves_when_all_its_alerts_have() -> None:
@@ -808,60 +843,38 @@ def test_incident_resolves_when_all_its_alerts_have() -> None:
     p = alert_of(t, "performance", "accuracy")
     d = alert_of(t, "drift", "car_value")
     assert p.incident_id == d.incident_id and p.incident_id is not None
-    c1 = t.advance({MODEL: T0 + RESOLVE + 1})
+    c1 = clear(t, 100)
     assert set(c1.alerts) == {p.alert_id}
     assert t.alerts[p.alert_id].status is Status.RESOLVED
     assert t.alerts[d.alert_id].status is Status.OPEN
     assert c1.resolved_incidents == []
     assert t.incidents[p.incident_id].status is Status.OPEN
-    c2 = t.advance({MODEL: T0 + HOUR + RESOLVE + 1})
+    c2 = clear(t, 1000, scope=INPUT_SCOPE, step=1000)
     assert c2.resolved_incidents == [p.incident_id]
-    assert t.alerts[d.alert_id].resolved_at == T0 + HOUR + RESOLVE
+    assert t.alerts[d.alert_id].resolved_at == T0 + 3000
 
 
 def test_a_later_signal_opens_a_new_alert_in_a_new_incident() -> None:
     t = fresh()
     first = t.process([perf(0, ts=T0)])
     old = only(first.alerts.values())
-    t.advance({MODEL: T0 + RESOLVE + 1})
+    clear(t, 100, n=RESOLVE + FLAP_WINDOW + 1)  # resolved, and past the flap window
+    assert old.alert_id not in t.alerts  # forgotten: the store keeps it
     later = t.process([perf(50_000, ts=T0 + 10 * HOUR)])
     new = alert_of(t, "performance", "accuracy")
     assert new.alert_id != old.alert_id
     assert new.incident_id != old.incident_id
     assert (new.occurrences, new.first_seq, new.flaps, new.flapping) == (1, 50_000, 0, False)
-    assert t.alerts[old.alert_id].status is Status.RESOLVED
     page = only(later.pages)
     assert (page.alert_id, page.incident_id) == (new.alert_id, new.incident_id)
-    assert len(t.incidents) == 2
 
 
 def test_silenced_alerts_resolve_too() -> None:
     t = Triage(TriagePolicy(), silences=[Silence("s", ends_at=T0 + 10 * HOUR)])
     t.process([perf(0, ts=T0)])
-    c = t.advance({MODEL: T0 + RESOLVE + 1})
+    c = clear(t, 100)
     assert only(c.alerts.values()).status is Status.RESOLVED
     assert len(c.resolved_incidents) == 1
-
-
-def test_process_then_advance_to_the_same_time_resolves_quiet_alerts() -> None:
-    t = fresh()
-    t.process([perf(0, ts=T0)])
-    c = t.process(
-        [
-            sig(
-                "business_metric",
-                "subscribed",
-                evidence={"relative_drop": 0.4},
-                seq=10_000,
-                ts=T0 + 3 * HOUR,
-            )
-        ]
-    )
-    c.merge(t.advance({MODEL: T0 + 3 * HOUR}))
-    assert alert_of(t, "performance", "accuracy").status is Status.RESOLVED
-    business = alert_of(t, "business_metric", "subscribed")
-    assert business.incident_id != alert_of(t, "performance", "accuracy").incident_id
-    assert [p.alert_id for p in c.pages] == [business.alert_id]
 
 
 # -- flapping ------------------------------------------------------------------------------
@@ -871,14 +884,14 @@ def test_flapping_alert_stops_paging() -> None:
     t = fresh()
     pages: list[int] = []
     alerts: list[Alert] = []
-    start = T0
-    for i in range(6):
-        c = t.process([perf(i * 100, ts=start)])
+    seq = 0
+    for _ in range(6):
+        c = t.process([perf(seq)])
         pages.append(len(c.pages))
         alerts.append(alert_of(t, "performance", "accuracy"))
-        resolved = t.advance({MODEL: start + RESOLVE + 1})
+        resolved = clear(t, seq + 100)
         assert len(resolved.resolved_incidents) == 1
-        start += RESOLVE + 2 * HOUR  # re-fires 2 h after resolving (< 6 h flap window)
+        seq += 100 * (RESOLVE + 5)  # fires again 5 evaluations after resolving (< 20)
     assert [(a.flaps, a.flapping) for a in alerts] == [
         (0, False),
         (1, False),
@@ -887,25 +900,21 @@ def test_flapping_alert_stops_paging() -> None:
         (4, True),
         (5, True),
     ]
-    assert pages == [1, 1, 1, 0, 0, 0]
+    assert pages == [1, 0, 0, 0, 0, 0]  # each flap reopens the paged incident
     assert len({a.alert_id for a in alerts}) == 6
+    assert len({a.incident_id for a in alerts}) == 1
     flapping = alerts[3]
     assert (flapping.route, flapping.severity) == (Route.LOG, 0.75)
-    incident = incident_of(t, flapping)
-    assert incident.route is Route.LOG and incident.factors[0].name == "muted"
 
 
 def test_a_refire_after_the_flap_window_is_not_a_flap() -> None:
     t = fresh()
-    t.process([perf(0, ts=T0)])
-    t.advance({MODEL: T0 + RESOLVE + 1})
-    resolved_at = T0 + RESOLVE
-    window = TriagePolicy().flap_window_seconds
-    t.process([perf(1, ts=resolved_at + window)])  # on the edge: a flap
-    assert alert_of(t, "performance", "accuracy").flaps == 1
-    last = alert_of(t, "performance", "accuracy").last_seen
-    t.advance({MODEL: last + RESOLVE + 1})
-    c = t.process([perf(2, ts=last + RESOLVE + window + 1)])
+    t.process([perf(0)])
+    clear(t, 100, n=RESOLVE + FLAP_WINDOW)  # the last one: exactly the window
+    t.process([perf(10_000)])
+    assert alert_of(t, "performance", "accuracy").flaps == 1  # on the edge: a flap
+    clear(t, 10_100, n=RESOLVE + FLAP_WINDOW + 1)
+    c = t.process([perf(20_000)])
     a = alert_of(t, "performance", "accuracy")
     assert (a.flaps, a.flapping) == (0, False)
     assert len(c.pages) == 1
@@ -957,33 +966,19 @@ def test_feedback_is_per_model_kind_and_subject() -> None:
     assert len(c.pages) == 1
 
 
-# -- per-model clocks ----------------------------------------------------------------------
+# -- per-model clocks (history only) --------------------------------------------------------
 
 
-def test_per_model_clocks() -> None:
+def test_per_model_clocks_follow_their_own_signals() -> None:
     t = fresh()
     t.process([perf(0, ts=T0, model_id="a"), perf(1, ts=T0, model_id="b")])
     assert t.clocks == {"a": T0, "b": T0}
-    c = t.advance({"a": T0 + 10 * RESOLVE})
-    assert alert_of(t, "performance", "accuracy", "a").status is Status.RESOLVED
-    assert alert_of(t, "performance", "accuracy", "b").status is Status.OPEN
-    assert {a.model_id for a in c.alerts.values()} == {"a"}
-    assert c.clocks == {"a": T0 + 10 * RESOLVE}
-    assert t.clocks == {"a": T0 + 10 * RESOLVE, "b": T0}
-    # a model's clock never goes back
-    assert not t.advance({"a": T0, "b": T0 - 5})
-    assert t.clocks == {"a": T0 + 10 * RESOLVE, "b": T0}
-    t.advance({"b": T0 + RESOLVE + 1})
-    assert alert_of(t, "performance", "accuracy", "b").status is Status.RESOLVED
-
-
-def test_a_signal_of_one_model_does_not_move_another_models_clock() -> None:
-    t = fresh()
-    t.process([perf(0, ts=T0, model_id="a")])
-    c = t.process([perf(1, ts=T0 + 10 * RESOLVE, model_id="b")])
-    assert c.clocks == {"b": T0 + 10 * RESOLVE}
+    c = t.process([perf(2, ts=T0 + 10 * HOUR, model_id="b")])
+    assert c.clocks == {"b": T0 + 10 * HOUR}
     assert t.clock("a") == T0
     assert t.clock("never_seen") == float("-inf")
+    t.process([perf(3, ts=T0 - 5, model_id="b")])  # late data: the clock never goes back
+    assert t.clocks == {"a": T0, "b": T0 + 10 * HOUR}
 
 
 # -- hysteresis: the same condition soon after its incident resolved ---------------------
@@ -993,13 +988,14 @@ def test_the_same_condition_firing_again_soon_reopens_its_incident_without_a_new
     t = fresh()
     first = t.process([perf(0, ts=T0)])
     assert len(first.pages) == 1
-    t.advance({MODEL: T0 + RESOLVE + 1})
+    clear(t, 100)
     old = alert_of(t, "performance", "accuracy")
     assert old.status is Status.RESOLVED
     (incident,) = t.incidents.values()
-    assert incident.status is Status.RESOLVED and incident.resolved_at == T0 + RESOLVE
-    # fires again 30 min after the incident resolved (group_window_seconds is 1 h)
-    again = t.process([perf(100, ts=T0 + RESOLVE + HOUR / 2)])
+    assert incident.status is Status.RESOLVED and incident.resolved_at == T0 + 300
+    clear(t, 400, n=FLAP_WINDOW - 1)
+    # fires again within the flap window (20 evaluations), however much time passed
+    again = t.process([perf(10_000, ts=T0 + 30 * 86_400)])
     new = alert_of(t, "performance", "accuracy")
     assert new.alert_id != old.alert_id and new.incident_id == old.incident_id
     assert again.pages == []
@@ -1011,9 +1007,8 @@ def test_the_same_condition_firing_again_soon_reopens_its_incident_without_a_new
 def test_the_same_condition_firing_again_later_is_a_new_incident_and_pages() -> None:
     t = fresh()
     t.process([perf(0, ts=T0)])
-    t.advance({MODEL: T0 + RESOLVE + 1})
-    old = alert_of(t, "performance", "accuracy")
-    again = t.process([perf(100, ts=T0 + RESOLVE + 2 * HOUR)])
+    clear(t, 100, n=RESOLVE + FLAP_WINDOW + 1)
+    again = t.process([perf(10_000, ts=T0 + 60)])  # a minute later, but many evaluations
     new = alert_of(t, "performance", "accuracy")
-    assert new.incident_id != old.incident_id
+    assert len(t.incidents) == 1 and new.incident_id in t.incidents
     assert [p.alert_id for p in again.pages] == [new.alert_id]

@@ -1,0 +1,85 @@
+"""What the performance test can detect, and how fast: the CUSUM of ``stream.monitors``
+measured on labelled predictions whose errors are Bernoulli draws at a known rate.
+
+For a model of reference accuracy ``A`` and tolerance ``max_drop`` ``D``, it reports the
+median and 90th percentile of the number of labels from the onset of a sustained fall to
+the alarm, for falls to ``A - 1.5 D`` and ``A - 2 D`` (and for the issue's cases: 0.944 to
+0.915 and to 0.88 with D = 0.02), and how many alarms a model as good as its reference
+raises in a million labels (``--stationary``; Lorden's bound says at most one per
+``exp(h)`` labels on average). The reference is taken as exactly known (a large one): a
+slice with a small reference has its line moved further (``PerformanceMonitor.margin``).
+
+Usage: ``python bench/detection.py [--runs 41] [--stationary 1000000] [--h 14]``; prints
+JSON. Data: simulated Bernoulli errors (seeded), nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+from stream.monitors.cusum import Cusum
+from watchkeeper.config import PerformanceSettings
+
+
+def delay(p_ref: float, p_err: float, line: float, h: float, rng: np.random.Generator,
+          limit: int = 200_000) -> int | None:
+    """Labels from the onset of a fall to error rate ``p_err`` until the alarm."""
+    c = Cusum.bernoulli(p_ref, line, h)
+    seen = 0
+    while seen < limit:
+        path = c.path((rng.random(10_000) < p_err).astype(np.float64))
+        hit = next((i for i, v in enumerate(path) if v >= h), None)
+        if hit is not None:
+            return seen + hit + 1
+        seen += len(path)
+    return None
+
+
+def summary(delays: list[int | None]) -> dict[str, Any]:
+    found = [d for d in delays if d is not None]
+    return {"median": float(np.median(found)) if found else None,
+            "p90": float(np.percentile(found, 90)) if found else None,
+            "not_found": len(delays) - len(found)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=41)
+    ap.add_argument("--stationary", type=int, default=1_000_000)
+    ap.add_argument("--h", type=float, default=PerformanceSettings().cusum_h)
+    args = ap.parse_args()
+    rng = np.random.default_rng(2026)
+    rows = []
+    cases = [(0.944, 0.02, 0.915), (0.944, 0.02, 0.88)]
+    for acc in (0.99, 0.94, 0.85, 0.70):
+        for d in (0.01, 0.02, 0.05):
+            cases += [(acc, d, acc - 1.5 * d), (acc, d, acc - 2 * d)]
+    for acc, d, to in cases:
+        p_ref, line = 1 - acc, 1 - acc + d
+        rows.append({"reference_accuracy": acc, "max_drop": d, "falls_to": round(to, 4),
+                     "labels_to_page": summary([delay(p_ref, 1 - to, line, args.h, rng)
+                                                for _ in range(args.runs)])})
+    stationary = []
+    for acc in (0.99, 0.944, 0.85, 0.70):
+        c = Cusum.bernoulli(1 - acc, 1 - acc + 0.02, args.h)
+        alarms, above, peak = 0, False, 0.0
+        for _ in range(args.stationary // 100_000):
+            for v in c.path((rng.random(100_000) < 1 - acc).astype(np.float64)):
+                peak = max(peak, v)
+                if v >= args.h and not above:
+                    alarms += 1
+                above = v >= args.h
+        stationary.append({"reference_accuracy": acc, "max_drop": 0.02,
+                           "labels": args.stationary, "alarms": alarms,
+                           "highest_cusum": round(peak, 2)})
+    print(json.dumps({"benchmark": "detection", "h": args.h, "runs": args.runs,
+                      "data": "simulated Bernoulli errors, seeded", "falls": rows,
+                      "stationary": stationary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
