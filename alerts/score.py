@@ -25,6 +25,7 @@ from watchkeeper.config import TriagePolicy
 CORRUPTION = 0.85
 PERFORMANCE = 0.7
 BUSINESS = 0.75
+HEALTH = 0.8  # a blind monitor is actionable: performance is not watched at all
 CONTEXT = {"drift": 0.2, "prediction_drift": 0.3, "label_drift": 0.3}
 PERSISTENCE_STEP = 0.05
 PERSISTENCE_MAX = 0.15
@@ -70,6 +71,9 @@ def impact(alert: Alert, policy: TriagePolicy) -> Factor:
     if kind == "business_metric":
         rel = _num(ev, "relative_drop")
         return Factor("impact", BUSINESS, f"{alert.subject} fell {rel:.1%} from its reference")
+    if kind == "monitoring_health":
+        reason = ev.get("reason") or f"{stat} {alert.value:.4g}"
+        return Factor("impact", HEALTH, f"performance unmonitored: {reason}")
     if kind in ("canary", "fallback"):
         return Factor("impact", PERFORMANCE, f"{kind}: {stat} {alert.value:.4g}")
     base = CONTEXT.get(kind, 0.2)

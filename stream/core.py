@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from stream.columns import MISSING
 from stream.events import DedupeSet, Event, EventDecoder, Metric, Outcome, Prediction, Reject
 from stream.monitors.business import BusinessMonitor
+from stream.monitors.health import LabelHealth
 from stream.monitors.inputs import InputMonitor, LabelMonitor
 from stream.monitors.join import LabelJoin
 from stream.monitors.performance import Labelled, PerformanceMonitor
@@ -85,8 +86,11 @@ class ModelRuntime:
         self.labels = LabelMonitor(profile, settings) if profile.label is not None else None
         self.business = BusinessMonitor(profile.model_id, dict(profile.config.business_metrics),
                                         settings)
-        self.join = LabelJoin(settings.performance.join_ttl_seconds,
-                              settings.performance.join_max_pending)
+        perf = settings.performance
+        self.join = LabelJoin(perf.join_ttl_seconds, perf.join_max_pending,
+                              perf.join_wait_seconds)
+        self.health = (LabelHealth(profile, settings, self.join)
+                       if profile.config.performance.expect_labels else None)
         self.classes = (ClassIndex(profile.classes.classes) if profile.classes is not None
                         else None)
         self._slice_cache: list[dict[Any, str | None]] = [{} for _ in profile.slices]
@@ -164,8 +168,6 @@ class Core:
         self.dedupe = DedupeSet(limits.dedupe_capacity)
         self.models = {m: ModelRuntime(p, config) for m, p in profiles.items()}
         self.seq = 0  # index of the next event
-        self.watermark = float("-inf")  # highest event time seen
-        self.watermarks: dict[str, float] = {}  # ... per model
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
@@ -188,23 +190,17 @@ class Core:
         seq = np.array(seqs, dtype=np.int64)
         # the decoder made every ts epoch seconds (float)
         ts = np.array([ev.ts for ev in events], dtype=np.float64)
-        # the watermark at each event's arrival (its own time included)
-        marks = np.maximum(np.maximum.accumulate(ts), self.watermark)
-        if len(marks):
-            self.watermark = float(marks[-1])
         preds, outcomes, metrics = _split(events)
-        watermarks = self.watermarks
-        for group in (preds, metrics, outcomes):
-            for model_id, rows in group.items():
-                top = float(ts[rows].max())
-                if top > watermarks.get(model_id, float("-inf")):
-                    watermarks[model_id] = top
         self.accepted.update(prediction=sum(map(len, preds.values())),
                              outcome=sum(map(len, outcomes.values())),
                              metric=sum(map(len, metrics.values())))
         found = Findings()
         labelled = self._predictions(events, preds, seq, ts, found)
-        self._outcomes(events, outcomes, seq, ts, marks, labelled)
+        self._outcomes(events, outcomes, seq, ts, labelled)
+        for model_id in {*preds, *outcomes}:
+            health = self.models[model_id].health
+            if health is not None:
+                found.extend(health.outcomes())
         for model_id, parts in labelled.items():
             found.extend(self._labelled(self.models[model_id], parts))
         for model_id, rows in metrics.items():
@@ -212,8 +208,6 @@ class Core:
             found.extend(self.models[model_id].business.update(
                 [m.name for m in mets], np.array([m.value for m in mets]), seq[rows],
                 ts[rows]))
-        for rt in self.models.values():
-            rt.join.expire(self.watermark)
         result.signals = sorted(found.signals, key=lambda sig: sig.seq)
         result.evaluations = sorted(found.evaluations, key=lambda e: e.seq)
         return result
@@ -230,22 +224,27 @@ class Core:
             rows: list[Prediction] = _take(events, at)  # type: ignore[arg-type]
             pseq, pts = seq[at], ts[at]
             found.extend(rt.inputs.update(rows, pseq, pts))
-            if rt.performance is None and rt.labels is None:
-                continue
-            parts = labelled.setdefault(model_id, [])
             labels = [p.label for p in rows]
             requests = [p.request_id for p in rows]
+            has_label = _present(labels)
+            if rt.performance is None and rt.labels is None:
+                if rt.health is not None:
+                    found.extend(rt.health.predictions(pseq, pts, has_label))
+                continue
+            parts = labelled.setdefault(model_id, [])
             pending: list[_Pending] = [
                 (p.model_version, p.prediction, p.score, k)
                 for p, k in zip(rows, rt.slice_keys(rows), strict=True)]
-            has_label = _present(labels)
             inline = np.flatnonzero(has_label)
             parts.append(_Labels(pseq[inline], pts[inline], _take(labels, inline),
                                  _take(pending, inline)))
-            waiting = np.flatnonzero(~has_label & _present(requests))
+            has_request = _present(requests)
+            waiting = np.flatnonzero(~has_label & has_request)
             answered = rt.join.add_many(_take(requests, waiting),
                                         list(zip(_take(pending, waiting))),
                                         pts[waiting].tolist(), pseq[waiting].tolist())
+            if rt.health is not None:
+                found.extend(rt.health.predictions(pseq, pts, has_label | has_request))
             if answered:  # outcomes that came first and waited for these predictions
                 parts.append(_Labels(
                     np.array([s for _, _, s in answered], dtype=np.int64),
@@ -255,15 +254,14 @@ class Core:
         return labelled
 
     def _outcomes(self, events: list[Event], outcomes: dict[str, Rows], seq: NDArray[np.int64],
-                  ts: NDArray[np.float64], marks: NDArray[np.float64],
-                  labelled: dict[str, list[_Labels]]) -> None:
-        """Match each model's outcomes (in order, each at the watermark of its arrival);
-        one whose prediction has not come yet waits for it (as ``(label, ts)``)."""
+                  ts: NDArray[np.float64], labelled: dict[str, list[_Labels]]) -> None:
+        """Match each model's outcomes (in order, each at its own event time); one whose
+        prediction has not come yet waits for it (as ``(label, ts)``)."""
         for model_id, at in outcomes.items():
             rows: list[Outcome] = _take(events, at)  # type: ignore[arg-type]
             ots = ts[at]
             hits = self.models[model_id].join.match_many(
-                [o.request_id for o in rows], marks[at].tolist(), seq[at].tolist(),
+                [o.request_id for o in rows], ots.tolist(), seq[at].tolist(),
                 list(zip([o.label for o in rows], ots.tolist(), strict=True)))
             found = [(i, hit) for i, hit in enumerate(hits) if hit is not None]
             if found:

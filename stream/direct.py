@@ -29,6 +29,13 @@ from watchkeeper.settings import WorkerSettings
 log = logging.getLogger("watchkeeper.direct")
 
 
+class _Default(dict[int, set[str]]):
+    """Partitions not assigned here have nothing behind."""
+
+    def __missing__(self, key: int) -> set[str]:
+        return set()
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: DirectWorker) -> None:
         self.worker = worker
@@ -110,6 +117,31 @@ class DirectWorker:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _behind(self) -> dict[int, set[str]]:
+        """Per partition, the input topics with records not read yet (the consumer's
+        position short of the high watermark, or no fetch yet to tell): the aligner holds
+        the others back to them (:mod:`stream.align`)."""
+        assert self.consumer is not None
+        behind: dict[int, set[str]] = {}
+        for tp in self.consumer.assignment():
+            behind.setdefault(tp.partition, set())
+            high = self.consumer.highwater(tp)
+            if high is None or await self.consumer.position(tp) < high:
+                behind[tp.partition].add(tp.topic)
+        return _Default(behind)
+
+    def _pause_crowded(self) -> None:
+        """Pause the topic-partitions the aligner holds too much of, so that the consumer
+        fetches the ones they wait for; resume them once drained."""
+        assert self.consumer is not None
+        crowded = {TopicPartition(t, p) for t, p in self.processor.crowded()}
+        owned = self.consumer.assignment()
+        paused = self.consumer.paused()
+        if crowded & owned - paused:
+            self.consumer.pause(*(crowded & owned - paused))
+        if paused - crowded:
+            self.consumer.resume(*(paused - crowded))
+
     async def run(self) -> None:
         s = self.settings
         bootstrap = s.kafka_bootstrap.split(",")
@@ -127,10 +159,12 @@ class DirectWorker:
             while not self._stop.is_set():
                 records = await self.consumer.getmany(timeout_ms=int(s.batch_within * 1000),
                                                       max_records=s.batch_max)
-                batch = [Incoming(tp.topic, tp.partition, r.offset, r.key, r.value)
-                         for tp, rs in records.items() for r in rs]
-                if batch:
-                    await self._send(self.processor.process(batch))
+                batch = [Incoming(tp.topic, tp.partition, r.offset, r.key, r.value,
+                                  r.timestamp) for tp, rs in records.items() for r in rs]
+                if batch or self.processor.holding:
+                    behind = await self._behind()
+                    await self._send(self.processor.process(batch, behind.__getitem__))
+                    self._pause_crowded()
                 # checkpoints whose interval is up (also when idle), then their offsets
                 self.processor.flush()
                 await self._commit()

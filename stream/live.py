@@ -12,24 +12,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from alerts.store import Checkpoint, Progress, Store
+from stream.align import Aligner
 from stream.signals import Signal
 from watchkeeper.config import Config
-from watchkeeper.pipeline import Pipeline
+from watchkeeper.pipeline import Pipeline, StaleCheckpoint
 
 log = logging.getLogger("watchkeeper.live")
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
+    """One Kafka message; ``timestamp`` is its record time (ms), which orders the input
+    topics of a partition (:mod:`stream.align`)."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,8 @@ class LiveProcessor:
     def __init__(self, config: Config, store: Store, *, app_id: str, dry_run: bool = True,
                  checkpoint_interval: float = 0.0,
                  pipeline_factory: Callable[[int], Pipeline] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 inputs: Sequence[str] = ()) -> None:
         self.config = config
         self.store = store
         self.app_id = app_id
@@ -87,23 +93,36 @@ class LiveProcessor:
         # partition -> topic -> last offset a dead worker wrote: rebuilt quietly up to there
         self.quiet: dict[int, dict[str, int]] = {}
         self.skipped = 0
+        self.inputs = tuple(inputs)  # the input topics, in the order that breaks time ties
+        self.aligners: dict[int, Aligner] = {}
 
     def _new_pipeline(self, partition: int) -> Pipeline:
         pipeline = Pipeline(self.config, self.store, source=f"{self.app_id}:{partition}",
                             dry_run=self.dry_run, keep_totals=False)
         saved = self.store.load_checkpoint(self.app_id, partition)
+        stale: StaleCheckpoint | None = None
         if saved is not None:
-            pipeline.restore(saved.state)
+            try:
+                pipeline.restore(saved.state)
+            except StaleCheckpoint as exc:
+                # the monitors changed since it was written: they start afresh where it
+                # ended (the history before it is in the store)
+                log.warning("partition %d: %s; its monitors start afresh at offsets %s",
+                            partition, exc, saved.offsets)
+                stale = exc
             self.offsets[partition] = dict(saved.offsets)
             self.saved[partition] = dict(saved.offsets)
-            log.info("partition %d: resumed from its checkpoint (%d events, offsets %s)",
-                     partition, saved.events, saved.offsets)
-        else:
+            if stale is None:
+                log.info("partition %d: resumed from its checkpoint (%d events, offsets %s)",
+                         partition, saved.events, saved.offsets)
+        if saved is None or stale is not None:
             # indices above all the store has seen (triage never takes them for old ones),
             # the same on every start of this partition until it has a checkpoint
-            pipeline.core.seq = self.store.seq_base(f"{self.app_id}:{partition}")
-            self.offsets[partition] = {}
-            log.info("partition %d: no checkpoint, starting fresh", partition)
+            pipeline.core.seq = max(self.store.seq_base(f"{self.app_id}:{partition}"),
+                                    stale.seq if stale is not None else 0)
+            if saved is None:
+                self.offsets[partition] = {}
+                log.info("partition %d: no checkpoint, starting fresh", partition)
         progress = self.store.load_progress(self.app_id, partition)
         ahead = {topic: offset for topic, offset in (progress.offsets if progress else {}).items()
                  if offset > self.offsets[partition].get(topic, -1)}
@@ -161,6 +180,7 @@ class LiveProcessor:
             self._saved_at.pop(partition, None)
             self._behind.discard(partition)
             self.quiet.pop(partition, None)
+            self.aligners.pop(partition, None)  # what it held is fetched again by the next
 
     def _mark(self, partition: int, messages: list[Incoming]) -> dict[str, int]:
         """Record ``messages`` as processed; returns the partition's last offset per topic."""
@@ -183,18 +203,35 @@ class LiveProcessor:
         self._behind.add(partition)
         return result.accepted + result.duplicates + len(result.rejects)
 
-    def process(self, batch: Sequence[Incoming]) -> Outputs:
+    def process(self, batch: Sequence[Incoming],
+                behind: Callable[[int], Collection[str]] | None = None) -> Outputs:
+        """Process a fetch. With ``behind`` (the input topics of a partition that still
+        have unread records), each partition's topics are aligned by record time
+        (:mod:`stream.align`) first: what cannot be processed yet is held."""
         started = time.perf_counter()
-        out = self._process(batch)
+        out = self._process(batch, behind)
         log.info("batch: %d messages, %d events in %.1f ms", len(batch), out.events,
                  (time.perf_counter() - started) * 1e3)
         return out
 
-    def _process(self, batch: Sequence[Incoming]) -> Outputs:
+    @property
+    def holding(self) -> bool:
+        """Whether messages are held for alignment (to be released by a later call)."""
+        return any(a.held for a in self.aligners.values())
+
+    def crowded(self) -> set[tuple[str, int]]:
+        """(topic, partition) holding so many messages that the engine should pause it."""
+        return {(t, p) for p, a in self.aligners.items() for t in a.crowded()}
+
+    def _process(self, batch: Sequence[Incoming],
+                 behind: Callable[[int], Collection[str]] | None) -> Outputs:
         out = Outputs()
         by_partition: dict[int, list[Incoming]] = {}
         for msg in batch:
             by_partition.setdefault(msg.partition, []).append(msg)
+        if behind is not None:
+            for partition in self.aligners:
+                by_partition.setdefault(partition, [])
         for partition, msgs in sorted(by_partition.items()):
             pipeline = self.pipelines.get(partition)
             if pipeline is None:
@@ -202,6 +239,11 @@ class LiveProcessor:
             done = self.offsets.setdefault(partition, {})
             fresh = [m for m in msgs if m.offset > done.get(m.topic, -1)]
             self.skipped += len(msgs) - len(fresh)
+            if behind is not None:
+                aligner = self.aligners.get(partition)
+                if aligner is None:
+                    aligner = self.aligners[partition] = Aligner(self.inputs)
+                fresh = aligner.release(fresh, behind(partition))
             if not fresh:
                 continue
             until = self.quiet.get(partition)

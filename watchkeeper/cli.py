@@ -367,7 +367,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # every batch keeps its commits behind the state (the direct engine commits them itself)
     interval = settings.checkpoint_interval if settings.engine == "direct" else 0.0
     processor = LiveProcessor(config, store, app_id=settings.app_id,
-                              dry_run=not SlackSettings().enabled, checkpoint_interval=interval)
+                              dry_run=not SlackSettings().enabled, checkpoint_interval=interval,
+                              inputs=Topics.for_prefix(settings.topic_prefix).inputs)
     try:
         ensure_topics(settings)
     except Exception as exc:  # kafka-python raises several kinds for an absent broker

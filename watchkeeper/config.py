@@ -65,6 +65,7 @@ class PerformanceSpec(_Frozen):
 
     metric: MetricName = "accuracy"
     max_drop: float = Field(default=0.02, ge=0)
+    expect_labels: bool = True  # false: the model gets no labels; do not warn of it
 
 
 class BusinessMetricSpec(_Frozen):
@@ -94,14 +95,21 @@ class PerformanceSettings(_Frozen):
     alarms when its evidence reaches ``cusum_h`` (a log-likelihood ratio: at most one false
     alarm per ``exp(cusum_h)`` labels per series on a model as good as its reference); every
     ``eval_every`` labels a series is evaluated; ``window_labels`` bounds the evidence kept
-    (at least ``min_labels`` of it behind a reported value)."""
+    (at least ``min_labels`` of it behind a reported value).
+
+    The label join (:mod:`stream.monitors.join`) pairs an outcome with its prediction when
+    it comes at most ``join_ttl_seconds`` after it (90 days: credit and churn labels take
+    months); at most ``join_max_pending`` predictions wait at once (the oldest go first);
+    an outcome that comes before its prediction waits until the predictions are
+    ``join_wait_seconds`` past it."""
 
     window_labels: int = Field(default=1000, ge=50)
     min_labels: int = Field(default=200, ge=20)
     eval_every: int = Field(default=100, ge=1)
     cusum_h: float = Field(default=14.0, gt=0)
-    join_ttl_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    join_ttl_seconds: float = Field(default=90 * 24 * 3600, gt=0)
     join_max_pending: int = Field(default=500_000, ge=1)
+    join_wait_seconds: float = Field(default=3600, ge=0)
     max_slice_values: int = Field(default=50, ge=1)
     min_reference_rows: int = Field(default=100, ge=1)
 
@@ -110,6 +118,15 @@ class PerformanceSettings(_Frozen):
         if self.min_labels > self.window_labels:
             raise ValueError("min_labels must not exceed window_labels")
         return self
+
+
+class HealthSettings(_Frozen):
+    """When the labels fail (:mod:`stream.monitors.health`): the share of a window's
+    outcomes that may be lost (late, for evicted predictions, for unknown ids), and the
+    share of a window's predictions that may carry neither a label nor a ``request_id``."""
+
+    max_lost_label_share: float = Field(default=0.25, gt=0, le=1)
+    max_unlabellable_share: float = Field(default=0.9, gt=0, le=1)
 
 
 class BusinessSettings(_Frozen):
@@ -137,6 +154,7 @@ class MonitoringSettings(_Frozen):
     quality: QualitySettings = QualitySettings()
     performance: PerformanceSettings = PerformanceSettings()
     business: BusinessSettings = BusinessSettings()
+    health: HealthSettings = HealthSettings()
 
     @model_validator(mode="after")
     def _window(self) -> MonitoringSettings:

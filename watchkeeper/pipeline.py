@@ -22,6 +22,31 @@ from stream.signals import Signal
 from watchkeeper.config import Config
 
 MUTES_REFRESH_SECONDS = 30.0
+CHECKPOINT_FORMAT = 2  # 2: monitors report evaluations; the join keeps its own clocks
+
+
+class StaleCheckpoint(ValueError):
+    """A checkpoint written by an older version of the monitors; ``seq`` is the next event
+    index it had reached, where it could be read (a fresh core must start above it)."""
+
+    def __init__(self, message: str, seq: int = 0) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+def checkpointed_core(state: bytes) -> Core:
+    """The core a checkpoint (:meth:`Pipeline.snapshot`) holds; :class:`StaleCheckpoint`
+    if it was written in another format, TypeError if it is no checkpoint at all."""
+    loaded = pickle.loads(zlib.decompress(state))
+    if isinstance(loaded, Core):
+        raise StaleCheckpoint("a checkpoint of the first format (before evaluations)",
+                              int(getattr(loaded, "seq", 0)))
+    if not (isinstance(loaded, tuple) and len(loaded) == 2 and isinstance(loaded[1], Core)):
+        raise TypeError("not a monitoring-core checkpoint")
+    if loaded[0] != CHECKPOINT_FORMAT:
+        raise StaleCheckpoint(f"a checkpoint of format {loaded[0]}, not {CHECKPOINT_FORMAT}",
+                              int(getattr(loaded[1], "seq", 0)))
+    return loaded[1]
 
 
 @dataclass
@@ -90,15 +115,16 @@ class Pipeline:
         self._mutes_loaded = time.monotonic()
 
     def snapshot(self) -> bytes:
-        """The monitors' whole state (the core), compressed; see :meth:`restore`."""
-        return zlib.compress(pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        """The monitors' whole state (the core) with its format, compressed; see
+        :meth:`restore`."""
+        return zlib.compress(pickle.dumps((CHECKPOINT_FORMAT, self.core),
+                                          protocol=pickle.HIGHEST_PROTOCOL), 1)
 
     def restore(self, state: bytes) -> None:
-        """Resume the monitors from :meth:`snapshot` (state this deployment wrote itself)."""
-        core = pickle.loads(zlib.decompress(state))
-        if not isinstance(core, Core):
-            raise TypeError("not a monitoring-core checkpoint")
-        self.core = core
+        """Resume the monitors from :meth:`snapshot` (state this deployment wrote itself);
+        :class:`StaleCheckpoint` if it was written in another format (the monitors changed
+        since: they must start afresh)."""
+        self.core = checkpointed_core(state)
 
     def _count(self, result: BatchResult, changes: Changes) -> None:
         t = self.totals

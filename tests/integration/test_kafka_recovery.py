@@ -6,13 +6,11 @@ models over with their state."""
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from stream.core import Core
 from stream.produce import produce
 from stream.scenarios import generate, write_scenario
 from stream.topics import Topics
+from watchkeeper.pipeline import checkpointed_core
 from watchkeeper.settings import WorkerSettings
 
 ENGINES = ["faust", "direct"]
@@ -99,7 +98,7 @@ class Harness:
     def cores(self) -> list[Core]:
         with self.engine.connect() as conn:
             blobs = conn.execute(text("SELECT state FROM partition_state")).scalars().all()
-        return [pickle.loads(zlib.decompress(bytes(b))) for b in blobs]
+        return [checkpointed_core(bytes(b)) for b in blobs]
 
     def close(self) -> None:
         for proc in self.workers:

@@ -65,7 +65,7 @@ def test_classification_defaults() -> None:
     assert mon.quality.schema_rate == 0.01
     perf = mon.performance
     assert (perf.window_labels, perf.min_labels, perf.eval_every) == (1000, 200, 100)
-    assert perf.join_ttl_seconds == 7 * 24 * 3600
+    assert (perf.join_ttl_seconds, perf.join_wait_seconds) == (90 * 24 * 3600, 3600)
     assert perf.join_max_pending == 500_000
     assert cfg.limits.max_event_bytes == 64 * 1024
     assert cfg.limits.max_message_bytes == 8 * 1024 * 1024

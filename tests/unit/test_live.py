@@ -3,15 +3,21 @@ revocation, on an SQLite store."""
 
 from __future__ import annotations
 
+import logging
+import pickle
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from alerts.pipeline import Changes
 from alerts.store.sql import SqlStore
 from stream.live import Incoming, LiveProcessor
 from stream.scenarios import generate, write_scenario
 from watchkeeper.config import load_config
+from watchkeeper.pipeline import StaleCheckpoint
 
 TOPIC = "wk.predictions"
 
@@ -244,3 +250,24 @@ def test_a_successor_fetching_differently_rebuilds_quietly_and_takes_nothing_twi
     assert all(o[1] >= last_seq for o in after - written)
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM page_log").scalar() == 1
+
+
+def test_a_checkpoint_of_an_older_format_starts_the_monitors_afresh_at_its_offsets(
+    setup: tuple[LiveProcessor, SqlStore, list[bytes]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor, store, lines = setup
+    processor.process(incoming(lines[:100]))
+    saved = store.load_checkpoint("wk", 0)
+    assert saved is not None
+    # what the first format held: the bare core, pickled
+    old = zlib.compress(pickle.dumps(processor.pipelines[0].core), 1)
+    store.apply(Changes(), dry_run=True, checkpoint=replace(saved, state=old))
+    again = LiveProcessor(processor.config, store, app_id="wk")
+    with caplog.at_level(logging.WARNING, logger="watchkeeper.live"):
+        out = again.process(incoming(lines[:150]))
+    assert "a checkpoint of the first format" in caplog.text
+    assert out.events == 50  # what the checkpoint held is skipped, the rest processed
+    core = again.pipelines[0].core
+    assert core.processed == 50 and core.seq >= 100
+    with pytest.raises(StaleCheckpoint):
+        again.pipelines[0].restore(old)

@@ -18,7 +18,6 @@ from typing import Any
 from stream.core import Core
 from stream.events import Prediction
 from stream.monitors.inputs import INPUT_SCOPE
-from stream.monitors.join import LabelJoin
 from stream.reference import build_profile
 from stream.signals import Kind, Signal
 from watchkeeper.config import load_config_text
@@ -47,6 +46,7 @@ monitoring:
     eval_every: 50
     join_ttl_seconds: {ttl}
     join_max_pending: {max_pending}
+    join_wait_seconds: {wait}
   business: {{reference_observations: 100, window_observations: 100, eval_every: 50}}
 """
 
@@ -69,10 +69,12 @@ def make_core(
     max_pending: int = 100_000,
     window_seconds: float = 1e6,
     model_extra: str = "",
+    wait: float = 3600,
 ) -> Core:
     cfg = load_config_text(
         CONFIG.format(
-            ttl=ttl, max_pending=max_pending, window_seconds=window_seconds, model_extra=model_extra
+            ttl=ttl, max_pending=max_pending, window_seconds=window_seconds,
+            model_extra=model_extra, wait=wait,
         )
     )
     ref = [
@@ -98,6 +100,7 @@ def pred_line(
         "model_id": "m",
         "features": features(i) if feats is None else feats,
         "prediction": pred(i) if prediction is None else prediction,
+        "request_id": f"q{i}",  # joinable (its outcome may never come): the labels are healthy
     }
     ev.update(extra)
     return json.dumps(ev).encode()
@@ -199,6 +202,7 @@ def test_every_window_is_an_evaluation_clear_held_or_fired() -> None:
         evaluations.extend(result.evaluations)
         signals.extend(result.signals)
     null_rate = (Kind.DATA_QUALITY, "amount", "null_rate")
+    evaluations = [e for e in evaluations if e.scope == INPUT_SCOPE]
     assert [(e.seq, null_rate in e.held, e.is_clear(*null_rate)) for e in evaluations] == [
         (seqs[199], False, True), (seqs[399], False, False), (seqs[599], True, False),
         (seqs[799], False, True), (seqs[999], False, True)]
@@ -375,6 +379,8 @@ def test_outcomes_joined_by_request_id_drive_performance() -> None:
         "added": 600,
         "matched": 595,
         "unmatched_outcomes": 0,
+        "late_outcomes": 0,
+        "outcomes_after_eviction": 0,
         "expired": 0,
         "evicted_overflow": 0,
         "replaced": 0,
@@ -401,8 +407,8 @@ def test_inline_labels_count_without_a_join() -> None:
     assert core.counters()["performance"]["m"]["labels"] == 600
 
 
-def test_an_outcome_waits_for_its_prediction_within_the_ttl() -> None:
-    core = make_core(ttl=100)
+def test_an_outcome_waits_for_its_prediction_until_the_predictions_pass_it() -> None:
+    core = make_core(ttl=100, wait=60)
     result = core.process([outcome_line("never-seen", T0, 1.0), outcome_line("r0", T0, 0.0)])
     assert result.accepted == 2 and result.signals == []
     join = core.counters()["join"]
@@ -412,25 +418,36 @@ def test_an_outcome_waits_for_its_prediction_within_the_ttl() -> None:
     assert (join["waiting_outcomes"], join["matched"], join["pending"]) == (1, 1, 0)
     assert core.counters()["performance"]["m"]["labels"] == 1
     core.process([outcome_line("r0", T0 + 1, 0.0)])  # a second outcome for r0 waits too
-    core.process([pred_line(1, ts=T0 + 150, request_id="r1")])  # past the TTL: both go
+    core.process([pred_line(1, ts=T0 + 59, request_id="r1")])  # within the wait: they stay
+    assert core.counters()["join"]["waiting_outcomes"] == 2
+    core.process([pred_line(2, ts=T0 + 62, request_id="r2")])  # 62 s past them: both go
     join = core.counters()["join"]
     assert (join["waiting_outcomes"], join["unmatched_outcomes"], join["matched"]) == (0, 2, 1)
 
 
-def test_join_ttl_expiry_is_counted() -> None:
+def test_predictions_expire_when_the_outcomes_pass_them_by_the_ttl() -> None:
     core = make_core(ttl=100)
     core.process([pred_line(i, ts=float(i), request_id=f"r{i}") for i in range(10)])
+    # predictions far ahead (a worker reading that topic ahead) do not expire them
+    core.process([pred_line(10, ts=150.0, request_id="r10")])
     assert core.counters()["join"]["expired"] == 0
-    core.process([pred_line(10, ts=150.0, request_id="r10")])  # horizon 50: r0..r9 expire
+    core.process([outcome_line("r10", 151.0, 1.0)])  # the outcomes' time: r0..r9 expire
     join = core.counters()["join"]
-    assert (join["expired"], join["pending"], join["added"]) == (10, 1, 11)
-    # r3's outcome cannot tell an expired prediction from one yet to come: it waits, and
-    # is unmatched once it has waited the TTL
-    core.process([outcome_line("r3", 151.0, 1.0)])
-    assert core.counters()["join"]["waiting_outcomes"] == 1
-    core.process([pred_line(11, ts=252.0, request_id="r11")])
+    assert (join["expired"], join["pending"], join["added"], join["matched"]) == (10, 0, 11, 1)
+    # r3's label comes after its prediction expired: too late, and said so
+    core.process([outcome_line("r3", 152.0, 1.0)])
     join = core.counters()["join"]
-    assert (join["waiting_outcomes"], join["unmatched_outcomes"]) == (0, 1)
+    assert (join["late_outcomes"], join["unmatched_outcomes"], join["waiting_outcomes"]) == (
+        1, 1, 0)
+    assert list(core.models["m"].join.lateness) == [149.0]
+
+
+def test_an_outcome_more_than_the_ttl_after_its_prediction_is_late() -> None:
+    core = make_core(ttl=100)
+    core.process([pred_line(0, ts=0.0, request_id="r0"), pred_line(1, ts=0.0, request_id="r1")])
+    core.process([outcome_line("r0", 100.0, 1.0), outcome_line("r1", 100.5, 1.0)])
+    join = core.counters()["join"]
+    assert (join["matched"], join["late_outcomes"]) == (1, 1)
 
 
 def test_join_size_overflow_is_counted() -> None:
@@ -440,7 +457,9 @@ def test_join_size_overflow_is_counted() -> None:
     assert (join["evicted_overflow"], join["pending"], join["added"]) == (3, 5, 8)
     core.process([outcome_line("r0", 9.0, 1.0), outcome_line("r7", 9.0, 1.0)])
     join = core.counters()["join"]
-    assert (join["waiting_outcomes"], join["matched"]) == (1, 1)  # r0 was evicted: waits
+    # r0 was pushed out by the size bound: its outcome says so, and does not wait
+    assert (join["waiting_outcomes"], join["matched"], join["outcomes_after_eviction"]) == (
+        0, 1, 1)
 
 
 def test_resent_prediction_replaces_the_pending_one() -> None:
@@ -453,19 +472,19 @@ def test_resent_prediction_replaces_the_pending_one() -> None:
 def test_join_expiry_does_not_depend_on_batch_size() -> None:
     lines = [
         pred_line(0, ts=0.0, request_id="r1"),
-        pred_line(1, ts=500.0, request_id="r2"),  # r1 is past its 100 s TTL from here on
+        pred_line(1, ts=500.0, request_id="r2"),
+        outcome_line("r2", 501.0, 1.0),  # the outcomes pass r1 by its 100 s TTL here
         outcome_line("r1", 501.0, 1.0),
     ]
     states = []
-    for batch in (1, 3):
+    for batch in (1, 2, 4):
         core = make_core(ttl=100)
         run(core, lines, batch)
         join = core.counters()["join"]
-        # r1's outcome waits (it cannot tell an expired prediction from a late one)
-        assert (join["expired"], join["matched"], join["unmatched_outcomes"],
-                join["waiting_outcomes"]) == (1, 0, 0, 1), batch
+        assert (join["expired"], join["matched"], join["late_outcomes"],
+                join["waiting_outcomes"]) == (1, 1, 1, 0), batch
         states.append(pickle.dumps(core.models["m"].join))
-    assert states[0] == states[1]
+    assert states[0] == states[1] == states[2]
 
 
 def test_outcome_before_its_prediction_does_not_depend_on_batch_size() -> None:
@@ -493,7 +512,7 @@ def test_per_model_join_ttl_is_honoured() -> None:
         "      performance: {join_ttl_seconds: 100}\n"
     )
     core = make_core(model_extra=extra)
-    core.process([pred_line(0, ts=0.0, request_id="r0"), pred_line(1, ts=500.0)])
+    core.process([pred_line(0, ts=0.0, request_id="r0"), outcome_line("x", 500.0, 1.0)])
     assert core.counters()["join"]["expired"] == 1
 
 
@@ -518,7 +537,8 @@ def test_duplicate_event_ids_are_ignored_and_counted() -> None:
     assert counters["events"] == 8
     assert counters["duplicates"] == 2
     assert counters["accepted"] == {"prediction": 5, "outcome": 0, "metric": 1}
-    assert counters["join"]["added"] == 1  # r1 came with a duplicate id
+    # r1 came with a duplicate id; the others wait with their default request ids
+    assert counters["join"]["added"] == 5 and counters["join"]["replaced"] == 1
 
 
 def test_rejects_are_numbered_and_counted() -> None:
@@ -623,13 +643,3 @@ def test_signals_do_not_depend_on_batch_size() -> None:
     assert {k[4] for k in results[500] if k[0] == "performance"} >= {None, "color=red"}
     assert counters[500]["duplicates"] == 21
     assert counters[500]["rejected"] == {"invalid_json": 20}
-
-
-def test_a_join_checkpointed_before_outcomes_could_wait_loads() -> None:
-    old = LabelJoin(ttl_seconds=10.0, max_pending=5)
-    old.add_many(["a"], [("pa",)], [0.0], [0])
-    del old.__dict__["_early"]  # what such a checkpoint holds
-    join = pickle.loads(pickle.dumps(old))
-    assert join.waiting == 0
-    assert join.match("b", now=1.0, seq=1, outcome="x") is None and join.waiting == 1
-    assert join.match("a", now=1.0, seq=2) == (("pa",), 2)
