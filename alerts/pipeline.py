@@ -164,7 +164,8 @@ class Triage:
         for alert_id in sorted(self.by_model.get(e.model_id, ())):
             a = self.alerts[alert_id]
             if (e.seq <= a.evaluated_seq
-                    or not e.scope.covers(a.kind, a.subject, a.slice, a.model_version)):
+                    or not e.scope.covers(a.kind, a.subject, a.statistic, a.slice,
+                                          a.model_version)):
                 continue  # counted already (a replay, a redelivery), or not its monitor
             if not a.active:
                 a = replace(a, evaluations_since_resolved=a.evaluations_since_resolved + 1,

@@ -61,6 +61,11 @@ def impact(alert: Alert, policy: TriagePolicy) -> Factor:
         excess = min(max(drop / max_drop - 1.0, 0.0), 3.0)
         base = PERFORMANCE + 0.05 * excess
         note = f"{alert.statistic} fell {drop:.3f} (tolerance {max_drop:.3f})"
+        if ev.get("estimated") is True:
+            realized = ev.get("realized")
+            note += (" (estimated from scores before the labels came"
+                     + (f"; realized so far {float(realized):.3f}"
+                        if isinstance(realized, (int, float)) else "") + ")")
         if alert.slice is not None:
             share = _num(ev, "traffic_share", 1.0)
             if share < policy.min_slice_share:
@@ -73,6 +78,8 @@ def impact(alert: Alert, policy: TriagePolicy) -> Factor:
         return Factor("impact", BUSINESS, f"{alert.subject} fell {rel:.1%} from its reference")
     if kind == "monitoring_health":
         reason = ev.get("reason") or f"{stat} {alert.value:.4g}"
+        if stat == "calibration_z":  # estimates off; the labels still measure performance
+            return Factor("impact", 0.4, f"calibration drift: {reason}")
         return Factor("impact", HEALTH, f"performance unmonitored: {reason}")
     if kind in ("canary", "fallback"):
         return Factor("impact", PERFORMANCE, f"{kind}: {stat} {alert.value:.4g}")

@@ -31,9 +31,10 @@ from typing import Any
 import msgspec
 from sqlalchemy import text
 
+from alerts.model import Page
 from alerts.store.sql import SqlStore
 from stream.live import Incoming, LiveProcessor
-from stream.signals import iso
+from stream.signals import Signal, iso
 from watchkeeper.config import Config
 from watchkeeper.pipeline import Pipeline
 
@@ -53,11 +54,13 @@ def retime(events: Sequence[dict[str, Any]], every: float,
 @dataclass(frozen=True)
 class Labelled:
     """One production row to place: its prediction event (without ``ts``), and its label
-    with how it arrives: ``"outcome"`` (an outcome event later), ``"inline"``, ``"none"``."""
+    with how it arrives: ``"outcome"`` (an outcome event later), ``"inline"``, ``"none"``;
+    ``after``: events (metrics) that follow the prediction at its time."""
 
     prediction: dict[str, Any]
     label: Any
     mode: str
+    after: tuple[dict[str, Any], ...] = ()
 
 
 def place(rows: Sequence[Labelled], *, every: float, delay: float,
@@ -71,6 +74,8 @@ def place(rows: Sequence[Labelled], *, every: float, delay: float,
         if row.mode == "inline":
             pred["label"] = row.label
         timed.append((t, 0, i, pred))
+        for extra in row.after:
+            timed.append((t, 0, i, {**extra, "ts": iso(t)}))
         if row.mode == "outcome":
             timed.append((t + delay, 1, i, {
                 "type": "outcome", "ts": iso(t + delay), "model_id": pred["model_id"],
@@ -110,20 +115,25 @@ def lines(events: Sequence[dict[str, Any]]) -> list[bytes]:
 
 
 def replay_file(config: Config, messages: Sequence[bytes],
-                batches: Iterator[int] | None = None) -> tuple[Pipeline, list[PageKey]]:
+                batches: Iterator[int] | None = None,
+                on_signal: Callable[[Signal], None] | None = None,
+                ) -> tuple[Pipeline, list[PageKey]]:
     """The in-process pipeline (no store) over ``messages``, cut into batches of the sizes
     ``batches`` yields (4096 each by default); its pages."""
-    pipeline = Pipeline(config, None, source="variants")
+    keys: list[PageKey] = []
+
+    def paged(page: Page) -> None:  # the lead alert is in memory when it pages
+        lead = pipeline.triage.alerts[page.alert_id]
+        keys.append((page.model_id, page.kind, page.subject, lead.slice, lead.model_version,
+                     page.seq))
+
+    pipeline = Pipeline(config, None, source="variants", on_signal=on_signal, on_page=paged,
+                        keep_totals=False)
     k = 0
     while k < len(messages):
         size = next(batches, 4096) if batches is not None else 4096
         pipeline.feed(messages[k:k + max(size, 1)])
         k += max(size, 1)
-    keys = []
-    for page in pipeline.totals.pages:
-        lead = pipeline.triage.alerts[page.alert_id]
-        keys.append((page.model_id, page.kind, page.subject, lead.slice, lead.model_version,
-                     page.seq))
     return pipeline, keys
 
 

@@ -22,7 +22,7 @@ comes before its prediction at the join's bounds: see :mod:`stream.monitors.join
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import is_not
@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from stream.columns import MISSING
 from stream.events import DedupeSet, Event, EventDecoder, Metric, Outcome, Prediction, Reject
 from stream.monitors.business import BusinessMonitor
+from stream.monitors.estimated_performance import ESTIMABLE, EstimatedPerformanceMonitor
 from stream.monitors.health import LabelHealth
 from stream.monitors.inputs import InputMonitor, LabelMonitor
 from stream.monitors.join import LabelJoin
@@ -58,8 +59,8 @@ class BatchResult:
     duplicates: int = 0
 
 
-# A prediction waiting for its label: (version, prediction, score, slice keys).
-_Pending = tuple[str | None, Any, float | None, tuple[str | None, ...]]
+# A prediction waiting for its label: (version, prediction, score, slice keys, its seq).
+_Pending = tuple[str | None, Any, float | None, tuple[str | None, ...], int]
 
 _KINDS: dict[type, int] = {Prediction: 0, Outcome: 1, Metric: 2}
 _NO_TAGS: dict[str, Any] = {}
@@ -91,6 +92,9 @@ class ModelRuntime:
                               perf.join_wait_seconds)
         self.health = (LabelHealth(profile, settings, self.join)
                        if profile.config.performance.expect_labels else None)
+        self.estimated = (EstimatedPerformanceMonitor(profile, settings)
+                          if profile.scored is not None
+                          and profile.config.performance.metric in ESTIMABLE else None)
         self.classes = (ClassIndex(profile.classes.classes) if profile.classes is not None
                         else None)
         self._slice_cache: list[dict[Any, str | None]] = [{} for _ in profile.slices]
@@ -195,7 +199,7 @@ class Core:
                              outcome=sum(map(len, outcomes.values())),
                              metric=sum(map(len, metrics.values())))
         found = Findings()
-        labelled = self._predictions(events, preds, seq, ts, found)
+        labelled = self._predictions(events, preds, outcomes, seq, ts, found)
         self._outcomes(events, outcomes, seq, ts, labelled)
         for model_id in {*preds, *outcomes}:
             health = self.models[model_id].health
@@ -213,8 +217,8 @@ class Core:
         return result
 
     def _predictions(
-        self, events: list[Event], preds: dict[str, Rows], seq: NDArray[np.int64],
-        ts: NDArray[np.float64], found: Findings
+        self, events: list[Event], preds: dict[str, Rows], outcomes: dict[str, Rows],
+        seq: NDArray[np.int64], ts: NDArray[np.float64], found: Findings
     ) -> dict[str, list[_Labels]]:
         """Feed each model's predictions to its input monitor; those with a label inline are
         returned, those with a ``request_id`` wait in the join for their outcome."""
@@ -227,14 +231,19 @@ class Core:
             labels = [p.label for p in rows]
             requests = [p.request_id for p in rows]
             has_label = _present(labels)
+            clock = _outcome_clock(rt.join.out_clock, outcomes.get(model_id), seq, ts)
             if rt.performance is None and rt.labels is None:
                 if rt.health is not None:
-                    found.extend(rt.health.predictions(pseq, pts, has_label))
+                    found.extend(rt.health.predictions(pseq, pts, has_label, clock))
                 continue
+            if rt.estimated is not None:
+                scores = np.array([p.score for p in rows], dtype=np.float64)  # None: NaN
+                predicted = rt.encode([p.prediction for p in rows]) == rt.profile.positive
+                found.extend(rt.estimated.predictions(pseq, pts, scores, predicted))
             parts = labelled.setdefault(model_id, [])
             pending: list[_Pending] = [
-                (p.model_version, p.prediction, p.score, k)
-                for p, k in zip(rows, rt.slice_keys(rows), strict=True)]
+                (p.model_version, p.prediction, p.score, k, s)
+                for p, k, s in zip(rows, rt.slice_keys(rows), pseq.tolist(), strict=True)]
             inline = np.flatnonzero(has_label)
             parts.append(_Labels(pseq[inline], pts[inline], _take(labels, inline),
                                  _take(pending, inline)))
@@ -244,7 +253,7 @@ class Core:
                                         list(zip(_take(pending, waiting))),
                                         pts[waiting].tolist(), pseq[waiting].tolist())
             if rt.health is not None:
-                found.extend(rt.health.predictions(pseq, pts, has_label | has_request))
+                found.extend(rt.health.predictions(pseq, pts, has_label | has_request, clock))
             if answered:  # outcomes that came first and waited for these predictions
                 parts.append(_Labels(
                     np.array([s for _, _, s in answered], dtype=np.int64),
@@ -283,19 +292,24 @@ class Core:
             seq, ts = seq[order], ts[order]
             raw_labels, pending = _take(raw_labels, order), _take(pending, order)
         if rt.performance is not None:
-            versions, predictions, scores, slices = (list(col) for col in zip(*pending,
-                                                                              strict=True))
+            versions, predictions, scores, slices, at = (list(col) for col in zip(*pending,
+                                                                                  strict=True))
             y = rt.encode(raw_labels)
             p = rt.encode(predictions)
             s = np.array(scores, dtype=np.float64)  # None: NaN
             ok = ~(np.isnan(y) | np.isnan(p))
-            pseq, pts = seq, ts
+            pseq, pts, where = seq, ts, np.array(at, dtype=np.int64)
             if not ok.all():
                 keep = np.flatnonzero(ok)
-                pseq, pts, y, p, s = pseq[ok], pts[ok], y[ok], p[ok], s[ok]
+                pseq, pts, y, p, s, where = pseq[ok], pts[ok], y[ok], p[ok], s[ok], where[ok]
                 versions, slices = _take(versions, keep), _take(slices, keep)
             out.extend(rt.performance.update(Labelled(
-                seq=pseq, ts=pts, y=y, pred=p, score=s, version=versions, slices=slices)))
+                seq=pseq, ts=pts, y=y, pred=p, score=s, version=versions, slices=slices,
+                pred_seq=where)))
+            if rt.estimated is not None:
+                positive = rt.profile.positive
+                out.extend(rt.estimated.labels(where, pseq, pts, y == positive,
+                                               p == positive, s))
         if rt.labels is not None:
             out.extend(rt.labels.update(raw_labels, seq, ts))
         return out
@@ -318,6 +332,21 @@ class Core:
             "performance": {m: rt.performance.counters() for m, rt in self.models.items()
                             if rt.performance is not None},
         }
+
+
+def _outcome_clock(start: float, rows: Rows | None, seq: NDArray[np.int64],
+                   ts: NDArray[np.float64]) -> Callable[[int], float]:
+    """The latest outcome time of a model as of each event index of a batch (its outcomes
+    are matched after its predictions, so the join's own clock is not yet there)."""
+    if rows is None or not len(rows):
+        return lambda _: start
+    oseq, ots = seq[rows], np.maximum.accumulate(ts[rows])
+
+    def at(s: int) -> float:
+        k = int(np.searchsorted(oseq, s, side="right"))
+        return max(start, float(ots[k - 1])) if k else start
+
+    return at
 
 
 def _sum_counters(items: list[dict[str, int]]) -> dict[str, int]:

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from stream.columns import MISSING, extract, numeric
 from stream.events import EventDecoder, Prediction
 from stream.metrics import Estimate, compute
+from stream.monitors.estimate import Calibration
 from watchkeeper.config import Config, FeatureSpec, ModelConfig
 from watchkeeper.errors import ConfigError
 
@@ -224,6 +225,19 @@ class SliceDim:
 
 
 @dataclass(frozen=True)
+class ScoredReference:
+    """A binary classifier's labelled reference scores, for estimating its performance
+    before labels come (:mod:`stream.monitors.estimate`): the isotonic calibration of score
+    to P(positive), and each labelled row's calibrated probability, whether the model
+    predicted the positive class, and its score, in reference order."""
+
+    calibration: Calibration
+    prob: NDArray[np.float64]
+    predicted_positive: NDArray[np.bool_]
+    scores: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
 class ModelProfile:
     """Everything the monitors need to know about a model's normal behaviour."""
 
@@ -238,6 +252,7 @@ class ModelProfile:
     slices: tuple[SliceDim, ...]
     metric: Estimate | None
     slice_metrics: dict[str, Estimate]
+    scored: ScoredReference | None = None
 
     @property
     def is_classification(self) -> bool:
@@ -321,7 +336,28 @@ def build_profile(model_id: str, cfg: ModelConfig, rows: list[Prediction], bins:
         slices=tuple(dims),
         metric=metric,
         slice_metrics=slice_metrics,
+        scored=_scored(labelled, classes, positive) if cfg.task == "binary_classification"
+        else None,
     )
+
+
+def _scored(labelled: list[Prediction], classes: ClassIndex | None,
+            positive: float) -> ScoredReference | None:
+    """The reference scores of a binary classifier, if it has enough labelled rows with a
+    score and both classes among their labels."""
+    rows = [r for r in labelled if r.score is not None]
+    if classes is None or len(rows) < MIN_SCORED_ROWS:
+        return None
+    y = classes.codes([r.label for r in rows]) == positive
+    if y.all() or not y.any():
+        return None
+    scores = np.array([r.score for r in rows], dtype=np.float64)
+    calibration = Calibration.fit(scores, y)
+    return ScoredReference(calibration, calibration(scores),
+                           classes.codes([r.prediction for r in rows]) == positive, scores)
+
+
+MIN_SCORED_ROWS = 500  # a calibration needs a few hundred labelled scores
 
 
 def _as_float(v: Any) -> float | None:

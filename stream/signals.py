@@ -102,22 +102,27 @@ SeriesKey = tuple[Kind, str, str]
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What one evaluation of a monitor covered: the series of ``kinds`` (and ``subject``,
-    unless None = every subject) with exactly this ``slice`` and ``model_version``.
+    """What one evaluation of a monitor covered: the series of ``kinds`` (and ``subject``
+    and ``statistics``, unless None = every one) with exactly this ``slice`` and
+    ``model_version``.
 
     >>> s = Scope(frozenset({Kind.DRIFT, Kind.SCHEMA}))
-    >>> s.covers(Kind.DRIFT, "car_value", None, None), s.covers(Kind.DRIFT, "x", "web", None)
-    (True, False)
+    >>> s.covers(Kind.DRIFT, "car_value", "psi", None, None)
+    True
+    >>> s.covers(Kind.DRIFT, "car_value", "psi", "channel=web", None)
+    False
     """
 
     kinds: frozenset[Kind]
     subject: str | None = None
     slice: str | None = None
     model_version: str | None = None
+    statistics: frozenset[str] | None = None
 
-    def covers(self, kind: str, subject: str, slice: str | None,
+    def covers(self, kind: str, subject: str, statistic: str, slice: str | None,
                model_version: str | None) -> bool:
         return (kind in self.kinds and (self.subject is None or subject == self.subject)
+                and (self.statistics is None or statistic in self.statistics)
                 and slice == self.slice and model_version == self.model_version)
 
 

@@ -22,7 +22,7 @@ from stream.signals import Signal
 from watchkeeper.config import Config
 
 MUTES_REFRESH_SECONDS = 30.0
-CHECKPOINT_FORMAT = 2  # 2: monitors report evaluations; the join keeps its own clocks
+CHECKPOINT_FORMAT = 3  # 2: evaluations, the join's own clocks; 3: estimated performance
 
 
 class StaleCheckpoint(ValueError):

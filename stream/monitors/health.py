@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -99,22 +100,28 @@ class LabelHealth:
         self._clock = WindowClock(size, None, size)
         self._predictions = 0
         self._unlabellable = 0
+        self._pred_clock = float("-inf")
         self._fates: Counter[str] = Counter()
         self._outcomes = 0
         self._first: tuple[int, float] | None = None  # the open outcome window's start
 
     def predictions(self, seq: NDArray[np.int64], ts: NDArray[np.float64],
-                    labellable: NDArray[np.bool_]) -> Findings:
-        """A model's predictions, in order, and which of them could ever get a label."""
+                    labellable: NDArray[np.bool_],
+                    outcome_clock: Callable[[int], float]) -> Findings:
+        """A model's predictions, in order, which of them could ever get a label, and the
+        outcomes' clock at any event index of the batch (so that a window's lag is what
+        it was at its last prediction, however the stream was cut into batches)."""
         out = Findings()
         for a, b, window in self._clock.split(seq, ts):
-            self._predictions += b - a
-            self._unlabellable += int(np.count_nonzero(~labellable[a:b]))
+            if b > a:
+                self._predictions += b - a
+                self._unlabellable += int(np.count_nonzero(~labellable[a:b]))
+                self._pred_clock = max(self._pred_clock, float(ts[a:b].max()))
             if window is not None:
-                self._close_predictions(window, out)
+                self._close_predictions(window, out, outcome_clock(window.end_seq))
         return out
 
-    def _close_predictions(self, window: Window, out: Findings) -> None:
+    def _close_predictions(self, window: Window, out: Findings, outcome_clock: float) -> None:
         h = self.settings.health
         n, bad = self._predictions, self._unlabellable
         self._predictions = self._unlabellable = 0
@@ -129,7 +136,9 @@ class LabelHealth:
                     held=rate >= self._keep * h.max_unlabellable_share,
                     evidence={"predictions": n, "unlabellable": bad})
         ttl = self.join.ttl_seconds / DAY
-        lag = self.join.outcome_lag / DAY
+        first = self.join.first_ts
+        lag = (0.0 if first is None
+               else max(self._pred_clock - max(outcome_clock, first), 0.0) / DAY)
         self._judge(out, window, "label_arrival", "outcome_lag_days", round(lag, 3), ttl,
                     fire=lag > ttl, held=lag > self._keep * ttl,
                     evidence={"join_ttl_days": round(ttl, 3),

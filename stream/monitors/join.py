@@ -95,14 +95,6 @@ class LabelJoin:
         """Outcomes waiting for their prediction."""
         return len(self._early)
 
-    @property
-    def outcome_lag(self) -> float:
-        """How far the predictions' time is ahead of the outcomes' (since the first
-        prediction that waited here, if no outcome came yet); 0 with nothing waiting."""
-        if not self._pending or self.first_ts is None:
-            return 0.0
-        return self.pred_clock - max(self.out_clock, self.first_ts)
-
     def _fate(self, seq: int, t: float, fate: str, lateness: float | None = None) -> None:
         self.fates.append((seq, t, fate, lateness))
         if fate == "late" and lateness is not None:

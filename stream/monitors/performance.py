@@ -47,7 +47,8 @@ REFERENCE_Z = 3.09  # one in a thousand
 
 @dataclass(frozen=True, slots=True)
 class Labelled:
-    """A batch of labelled predictions, ordered by the index of the label's arrival."""
+    """A batch of labelled predictions, ordered by the index of the label's arrival;
+    ``pred_seq``: the index of each one's prediction."""
 
     seq: NDArray[np.int64]
     ts: FloatArray
@@ -56,6 +57,7 @@ class Labelled:
     score: FloatArray
     version: Sequence[str | None]
     slices: Sequence[tuple[str | None, ...]]
+    pred_seq: NDArray[np.int64] | None = None  # None: each at its label's index
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -80,6 +82,8 @@ class _Series:
         self.peak = 0.0  # the CUSUM's highest value since the last evaluation
         self.run_start: int | None = None  # seq where the CUSUM last left zero
         self.run_labels = 0  # labels since then
+        self.newest = -1  # the newest prediction labelled since the last evaluation
+        self.alarmed = -1  # the newest prediction labelled when it last fired
 
     def detect(self, loss: FloatArray, seq: NDArray[np.int64]) -> None:
         """Feed the CUSUM per-label losses; remember where its current run began."""
@@ -213,8 +217,10 @@ class PerformanceMonitor:
             for version, rows in self._group(-1, batch.version).items():
                 groups[(None, version)] = rows
         loss = self._loss(batch.y, batch.pred)
+        overall = self._series.get((None, None))
+        before = overall.count if overall is not None else 0  # overall labels before these
         for key, idx in groups.items():
-            self._feed(key, batch, idx, loss[idx], out)
+            self._feed(key, batch, idx, loss[idx], out, before)
         out.signals.sort(key=lambda s: s.seq)
         out.evaluations.sort(key=lambda e: e.seq)
         return out
@@ -242,7 +248,10 @@ class PerformanceMonitor:
         return err**2 if self.metric == "rmse" else err
 
     def _feed(self, key: tuple[str | None, str | None], b: Labelled, idx: NDArray[np.int64],
-              loss: FloatArray, out: Findings) -> None:
+              loss: FloatArray, out: Findings, before: int) -> None:
+        """Feed one series its rows of the batch; evaluate it every ``eval_every`` labels.
+        ``before``: the overall series' labels before the batch (a slice's share of traffic
+        is its count over the overall count *at the same label*, whatever the batch)."""
         series = self._get(key)
         every = self.settings.performance.eval_every
         n = len(idx)
@@ -251,6 +260,7 @@ class PerformanceMonitor:
         if not cuts or cuts[-1] != n:
             cuts.append(n)
         y, pred, score, seq, ts = b.y[idx], b.pred[idx], b.score[idx], b.seq[idx], b.ts[idx]
+        made = (b.pred_seq if b.pred_seq is not None else b.seq)[idx]
         start = 0
         for cut in cuts:
             part = slice(start, cut)
@@ -258,11 +268,13 @@ class PerformanceMonitor:
             if not self.blocks:
                 series.detect(loss[part], seq[part])
             series.count += cut - start
+            if cut > start:
+                series.newest = max(series.newest, int(made[start:cut].max()))
             start = cut
             if series.count % every == 0:
                 if self.blocks:
                     self._block(series, seq[part])
-                self._evaluate(key, series, out)
+                self._evaluate(key, series, out, before + int(idx[cut - 1]) + 1)
 
     def _block(self, series: _Series, seq: NDArray[np.int64]) -> None:
         """roc_auc, f1: the last ``eval_every`` labels are one increment of the CUSUM."""
@@ -272,31 +284,36 @@ class PerformanceMonitor:
             series.detect(np.array([-est.value]), seq[-1:])
 
     def _evaluate(self, key: tuple[str | None, str | None], series: _Series,
-                  out: Findings) -> None:
+                  out: Findings, overall_count: int) -> None:
         ref, cusum = series.reference, series.cusum
         if ref is None or cusum is None:
             return
         series.evaluations += 1
         peak, series.peak = series.peak, cusum.value
+        newest, series.newest = series.newest, -1
         last_seq, last_ts = series.bounds(1)[1], series.bounds(1)[3]
-        scope = Scope(frozenset({Kind.PERFORMANCE}), self.metric, key[0], key[1])
+        scope = Scope(frozenset({Kind.PERFORMANCE}), self.metric, key[0], key[1],
+                      frozenset({self.metric}))
         this: frozenset[SeriesKey] = frozenset({(Kind.PERFORMANCE, self.metric, self.metric)})
         held: frozenset[SeriesKey] = frozenset()
         fired: frozenset[SeriesKey] = frozenset()
         if peak >= cusum.h:
-            sig = self._signal(key, series, peak)
+            sig = self._signal(key, series, peak, overall_count)
             if sig is not None:
                 out.signals.append(sig)
                 fired = this
+                series.alarmed = max(series.alarmed, newest)
             else:
                 held = this
-        elif peak >= (1.0 - self.settings.hysteresis) * cusum.h:
+        elif peak >= (1.0 - self.settings.hysteresis) * cusum.h or newest < series.alarmed:
+            # in the band; or labels of predictions older than what last fired (labels
+            # that come late, behind others): they say nothing of whether it is over
             held = this
         out.evaluations.append(Evaluation(self.profile.model_id, scope, last_seq, last_ts,
                                           held, fired))
 
     def _signal(self, key: tuple[str | None, str | None], series: _Series,
-                peak: float) -> Signal | None:
+                peak: float, overall_count: int) -> Signal | None:
         ref, cusum = series.reference, series.cusum
         assert ref is not None and cusum is not None
         perf = self.settings.performance
@@ -325,9 +342,8 @@ class PerformanceMonitor:
             "labels_since_change": series.run_labels,
             "estimated": False,
         }
-        overall = self._series.get((None, None))
-        if key != (None, None) and overall is not None and overall.count:
-            evidence["traffic_share"] = round(series.count / overall.count, 4)
+        if key != (None, None) and overall_count:
+            evidence["traffic_share"] = round(series.count / overall_count, 4)
         window = Window(first_seq, last_seq, first_ts, last_ts, w)
         return Signal(
             model_id=self.profile.model_id, kind=Kind.PERFORMANCE, subject=self.metric,

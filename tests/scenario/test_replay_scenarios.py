@@ -25,6 +25,7 @@ Group = tuple[str, str, str]  # kind, subject, statistic
 # A feature window is 1,000 predictions (about 1,650 lines with outcomes and metrics); a
 # window-based signal can only fire when the first mostly post-onset window closes.
 WINDOW_BOUND = 3_500
+CALIBRATION = ("monitoring_health", "calibration", "calibration_z")  # digest: estimates off
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ PINNED: dict[str, Pinned] = {
     "harmful_drift": Pinned(
         {("drift", "car_value", "psi"): WINDOW_BOUND,
          ("performance", "accuracy", "accuracy"): WINDOW_BOUND},
-        optional=frozenset({("prediction_drift", "score", "psi")}),
+        # the concept changed: the labels no longer follow the scores' calibration
+        optional=frozenset({("prediction_drift", "score", "psi"), CALIBRATION}),
     ),
     "broken_pipeline": Pinned({
         ("data_quality", "driver_tenure", "null_rate"): WINDOW_BOUND,
@@ -54,7 +56,7 @@ PINNED: dict[str, Pinned] = {
         ("prediction_drift", "prediction", "psi"): WINDOW_BOUND,
         ("prediction_drift", "score", "psi"): WINDOW_BOUND,
         ("performance", "accuracy", "accuracy"): 1_500,
-    }),
+    }, optional=frozenset({CALIBRATION})),
     "schema_change": Pinned({
         ("schema", "region", "missing_rate"): WINDOW_BOUND,
         ("schema", "region_code", "new_feature_rate"): WINDOW_BOUND,
@@ -64,7 +66,7 @@ PINNED: dict[str, Pinned] = {
         {("label_drift", "label", "psi"): 4_500,
          ("performance", "accuracy", "accuracy"): 4_000,
          ("prediction_drift", "score", "psi"): WINDOW_BOUND},
-        optional=frozenset({("prediction_drift", "prediction", "psi")}),
+        optional=frozenset({("prediction_drift", "prediction", "psi"), CALIBRATION}),
     ),
     # 4.5 % of traffic, 80 % labelled: 200 slice labels take about 5,500 lines
     "failing_slice": Pinned({("performance", "accuracy", "accuracy"): 10_000}),

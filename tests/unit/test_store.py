@@ -642,6 +642,8 @@ def test_broken_pipeline_end_to_end_pages_once_and_replays_idempotently(
         ("drift", "car_value"),
         ("prediction_drift", "prediction"),
         ("prediction_drift", "score"),
+        # the corrupted inputs broke what the scores mean: estimates from them are off
+        ("monitoring_health", "calibration"),
     }
     assert {r["status"] for r in history} <= STATUSES
     assert len({r["incident_id"] for r in history}) == 1

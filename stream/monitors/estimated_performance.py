@@ -1,0 +1,317 @@
+"""Performance estimated before the labels come: confidence-based performance estimation
+(CBPE) of a binary classifier from its scores, tested sequentially, checked when the labels
+arrive.
+
+Labels come days or months late; a covariate shift that moves predictions towards the
+uncertain middle costs accuracy at once. Every ``eval_every`` predictions form a *block*:
+their scores, through the isotonic calibration fit on the labelled reference
+(:class:`stream.monitors.estimate.Calibration`), give the block's *expected* metric
+(accuracy, F1 or ROC AUC). A CUSUM of the blocks against the tolerance line (the
+reference's expected metric moved by ``max_drop``; Gaussian, with the spread of the
+reference's own blocks) pages an estimated fall as ``performance`` with statistic
+``estimated_<metric>`` and ``estimated: true`` in its evidence. Each block is an
+evaluation, as for the realized series (:mod:`stream.monitors.performance`).
+
+When the labels come, they are counted to the block of their prediction: the evidence of
+an estimated signal carries the *realized* metric of its blocks beside the estimate
+(``realized``, ``realized_labels``), and once the blocks of a run that fired hold
+``min_labels`` labels the estimate is *confirmed* (realized beyond the line too) or
+*withdrawn*: realized within the line, the estimate was wrong, the CUSUM is reset and the
+estimate suspended until a calibration check passes, its series clears and the alert
+resolves; the realized series pages on its own if the fall is real. (Realized values are
+counted for accuracy; for F1 and ROC AUC the realized series alone confirms.)
+
+The calibration itself is checked on every ``window_events`` labels
+(:func:`stream.monitors.estimate.calibration_check`): if it no longer holds (``z`` over
+:data:`CALIBRATION_Z`), a ``monitoring_health`` signal on ``calibration`` says so (to the
+digest) and the estimate is suspended (its series clears) until the labels agree again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream.monitors.cusum import Cusum
+from stream.monitors.estimate import calibration_check, estimate
+from stream.reference import ModelProfile, ScoredReference
+from stream.signals import (
+    Evaluation,
+    EvidenceValue,
+    Findings,
+    Kind,
+    Scope,
+    SeriesKey,
+    Signal,
+    Window,
+)
+from watchkeeper.config import MonitoringSettings
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+ESTIMABLE = frozenset({"accuracy", "roc_auc", "f1"})
+MIN_REFERENCE_BLOCKS = 10
+CALIBRATION_Z = 4.0  # the calibration no longer holds
+CALIBRATION_OK_Z = 3.0  # ... and holds again
+REFERENCE_Z = 3.09
+
+
+@dataclass(slots=True)
+class _Block:
+    """One block of predictions: where it lies, its estimate, and its labels so far."""
+
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    value: float
+    labels: int = 0
+    correct: int = 0
+
+
+class EstimatedPerformanceMonitor:
+    """Estimated performance of one binary classifier, block by block.
+
+    Parameters
+    ----------
+    profile
+        The model's profile, with its scored reference (``profile.scored``).
+    settings
+        ``performance.eval_every`` (the block), ``cusum_h``, ``min_labels``,
+        ``window_labels`` (blocks kept for the realized values), ``window_events`` (labels
+        per calibration check), ``hysteresis``.
+    """
+
+    def __init__(self, profile: ModelProfile, settings: MonitoringSettings) -> None:
+        scored = profile.scored
+        metric = profile.config.performance.metric
+        if scored is None or metric not in ESTIMABLE:
+            raise ValueError("estimation needs a binary classifier's scored reference and "
+                             "accuracy, roc_auc or f1")
+        self.profile = profile
+        self.settings = settings
+        self.scored: ScoredReference = scored
+        self.metric = metric
+        self.statistic = f"estimated_{metric}"
+        self.max_drop = profile.config.performance.max_drop
+        perf = settings.performance
+        self.block = perf.eval_every
+        reference = self._reference_blocks(scored)
+        self.reference = float(np.mean(reference))
+        spread = float(np.std(reference, ddof=1)) if len(reference) > 1 else 0.0
+        self.margin = max(0.0, REFERENCE_Z * spread / math.sqrt(len(reference))
+                          - self.max_drop)
+        self.line = self.reference - self.max_drop - self.margin
+        self.cusum = Cusum.gaussian(-self.reference, max(spread, 1e-6), -self.line,
+                                    perf.cusum_h)
+        self._prob: list[FloatArray] = []
+        self._pred: list[BoolArray] = []
+        self._scores: list[FloatArray] = []
+        self._open = 0  # predictions in the open block
+        self._open_start: tuple[int, float] | None = None
+        self._blocks: deque[_Block] = deque(maxlen=max(perf.window_labels // self.block, 2))
+        self.peak = 0.0
+        self.run: list[_Block] = []  # the blocks since the CUSUM last left zero
+        self.fired = False  # the current run has fired (to be confirmed or withdrawn)
+        self.suspended = False  # the calibration no longer holds
+        self._check_prob: list[FloatArray] = []
+        self._check_pos: list[BoolArray] = []
+        self._check_n = 0
+        self._check_span: tuple[int, float] | None = None
+        self.blocks_seen = 0
+        self.withdrawn = 0
+
+    def _reference_blocks(self, scored: ScoredReference) -> list[float]:
+        n = len(scored.prob) // self.block * self.block
+        out = []
+        for k in range(0, n, self.block):
+            est = estimate(self.metric, scored.prob[k:k + self.block],
+                           scored.predicted_positive[k:k + self.block],
+                           scored.scores[k:k + self.block])
+            if est is not None:
+                out.append(est.value)
+        if len(out) < MIN_REFERENCE_BLOCKS:
+            raise ValueError(f"the reference holds {len(out)} scored blocks of "
+                             f"{self.block}; at least {MIN_REFERENCE_BLOCKS} are needed")
+        return out
+
+    # -- predictions -----------------------------------------------------------------------
+    def predictions(self, seq: NDArray[np.int64], ts: FloatArray, scores: FloatArray,
+                    predicted_positive: BoolArray) -> Findings:
+        """A model's predictions in order (a score of NaN: none); every block they complete
+        is an evaluation."""
+        out = Findings()
+        prob = self.scored.calibration(scores)
+        n, i = len(seq), 0
+        while i < n:
+            if self._open == 0:
+                self._open_start = (int(seq[i]), float(ts[i]))
+            end = min(n, i + self.block - self._open)
+            self._prob.append(prob[i:end])
+            self._pred.append(predicted_positive[i:end])
+            self._scores.append(scores[i:end])
+            self._open += end - i
+            if self._open == self.block:
+                self._close(int(seq[end - 1]), float(ts[end - 1]), out)
+            i = end
+        return out
+
+    def _close(self, last_seq: int, last_ts: float, out: Findings) -> None:
+        assert self._open_start is not None
+        prob, pred, scores = (np.concatenate(self._prob), np.concatenate(self._pred),
+                              np.concatenate(self._scores))
+        self._prob, self._pred, self._scores, self._open = [], [], [], 0
+        est = estimate(self.metric, prob, pred, scores)
+        self.blocks_seen += 1
+        held: frozenset[SeriesKey] = frozenset()
+        fired: frozenset[SeriesKey] = frozenset()
+        key: SeriesKey = (Kind.PERFORMANCE, self.metric, self.statistic)
+        if est is None:
+            held = frozenset({key})
+        else:
+            block = _Block(self._open_start[0], last_seq, self._open_start[1], last_ts,
+                           est.value)
+            self._blocks.append(block)
+            # while the calibration does not hold no estimate is trusted: none fires, and
+            # the series is clear (an estimated alert resolves)
+            if not self.suspended:
+                value = self.cusum.add(np.array([-est.value]))
+                self.peak = value
+                if self.cusum.value == 0.0:
+                    self.run, self.fired = [], False
+                else:
+                    self.run.append(block)
+                    self.run = self.run[-(self._blocks.maxlen or 1):]
+                if value >= self.cusum.h:
+                    self.fired = True
+                    out.signals.append(self._signal(block))
+                    fired = frozenset({key})
+                elif value >= (1.0 - self.settings.hysteresis) * self.cusum.h:
+                    held = frozenset({key})
+        out.evaluations.append(Evaluation(
+            self.profile.model_id,
+            Scope(frozenset({Kind.PERFORMANCE}), self.metric, statistics=frozenset(
+                {self.statistic})), last_seq, last_ts, held, fired))
+
+    def _realized(self, blocks: list[_Block]) -> tuple[float | None, int]:
+        labels = sum(b.labels for b in blocks)
+        if self.metric != "accuracy" or not labels:
+            return None, labels
+        return sum(b.correct for b in blocks) / labels, labels
+
+    def _signal(self, block: _Block) -> Signal:
+        run = self.run or [block]
+        value = float(np.mean([b.value for b in run]))
+        realized, labels = self._realized(run)
+        evidence: dict[str, EvidenceValue] = {
+            "estimated": True,
+            "reference": round(self.reference, 6),
+            "current": round(value, 6),
+            "drop": round(self.reference - value, 6),
+            "max_drop": self.max_drop,
+            "tolerance_line": round(self.line, 6),
+            "reference_margin": round(self.margin, 6),
+            "cusum": round(self.cusum.value, 3),
+            "cusum_h": self.cusum.h,
+            "predictions": len(run) * self.block,
+            "change_detected_at_seq": run[0].first_seq,
+            "realized": None if realized is None else round(realized, 6),
+            "realized_labels": labels,
+            "calibration_rows": self.scored.calibration.n,
+        }
+        window = Window(run[0].first_seq, block.last_seq, run[0].first_ts, block.last_ts,
+                        len(run) * self.block)
+        return Signal(model_id=self.profile.model_id, kind=Kind.PERFORMANCE,
+                      subject=self.metric, statistic=self.statistic, value=round(value, 6),
+                      threshold=round(self.line, 6), window=window, evidence=evidence,
+                      ts=block.last_ts, seq=block.last_seq)
+
+    # -- labels ----------------------------------------------------------------------------
+    def labels(self, prediction_seq: NDArray[np.int64], seq: NDArray[np.int64],
+               ts: FloatArray, positive: BoolArray, predicted_positive: BoolArray,
+               scores: FloatArray) -> Findings:
+        """Labelled predictions (``prediction_seq``: where each prediction was; ``seq``,
+        ``ts``: where its label came): realized values for their blocks, the run's
+        confirmation or withdrawal, and the calibration check."""
+        out = Findings()
+        if not len(seq):
+            return out
+        self._count(prediction_seq, positive == predicted_positive)
+        self._confirm()
+        ok = ~np.isnan(scores)
+        self._check_prob.append(self.scored.calibration(scores[ok]))
+        self._check_pos.append(positive[ok])
+        if self._check_span is None and ok.any():
+            self._check_span = (int(seq[0]), float(ts[0]))
+        self._check_n += int(ok.sum())
+        if self._check_n >= self.settings.window_events:
+            self._check(int(seq[-1]), float(ts[-1]), out)
+        return out
+
+    def _count(self, prediction_seq: NDArray[np.int64], right: BoolArray) -> None:
+        blocks = list(self._blocks)
+        if not blocks:
+            return
+        starts = np.array([b.first_seq for b in blocks], dtype=np.int64)
+        where = np.searchsorted(starts, prediction_seq, side="right") - 1
+        for k in np.unique(where[where >= 0]).tolist():
+            mine = (where == k) & (prediction_seq <= blocks[k].last_seq)
+            blocks[k].labels += int(mine.sum())
+            blocks[k].correct += int((right & mine).sum())
+
+    def _confirm(self) -> None:
+        """A run that fired, once its blocks hold enough labels: confirmed, or withdrawn
+        (the CUSUM reset: the estimate was wrong, and its series clears)."""
+        if not self.fired or not self.run:
+            return
+        realized, labels = self._realized(self.run)
+        if realized is None or labels < self.settings.performance.min_labels:
+            return
+        if self.reference - realized < (1.0 - self.settings.hysteresis) * self.max_drop:
+            # withdrawn: wrong for this stream; trusted again once a calibration check of
+            # labels that come from now on passes
+            self.cusum.value, self.run, self.fired, self.suspended = 0.0, [], False, True
+            self._check_prob, self._check_pos, self._check_n, self._check_span = [], [], 0, None
+            self.withdrawn += 1
+
+    def _check(self, last_seq: int, last_ts: float, out: Findings) -> None:
+        prob, pos = np.concatenate(self._check_prob), np.concatenate(self._check_pos)
+        span = self._check_span
+        self._check_prob, self._check_pos, self._check_n, self._check_span = [], [], 0, None
+        check = calibration_check(prob, pos, reference_n=self.scored.calibration.n)
+        if check is None or span is None:
+            return
+        key: SeriesKey = (Kind.MONITORING_HEALTH, "calibration", "calibration_z")
+        fired: frozenset[SeriesKey] = frozenset()
+        held: frozenset[SeriesKey] = frozenset()
+        if check.z > CALIBRATION_Z:
+            self.suspended = True
+            self.cusum.value, self.run, self.fired = 0.0, [], False
+            fired = frozenset({key})
+            out.signals.append(Signal(
+                model_id=self.profile.model_id, kind=Kind.MONITORING_HEALTH,
+                subject="calibration", statistic="calibration_z", value=round(check.z, 3),
+                threshold=CALIBRATION_Z,
+                window=Window(span[0], last_seq, span[1], last_ts, check.n),
+                evidence={"expected_positive_rate": round(check.expected, 6),
+                          "realized_positive_rate": round(check.realized, 6),
+                          "labels": check.n,
+                          "reason": "the labels no longer follow the scores' calibration: "
+                                    "performance estimated from scores cannot be trusted "
+                                    "(it is suspended until they agree again)"},
+                ts=last_ts, seq=last_seq))
+        elif check.z > CALIBRATION_OK_Z:
+            held = frozenset({key})
+        else:
+            self.suspended = False
+        out.evaluations.append(Evaluation(
+            self.profile.model_id, Scope(frozenset({Kind.MONITORING_HEALTH}), "calibration"),
+            last_seq, last_ts, held, fired))
+
+    def counters(self) -> dict[str, int | bool]:
+        return {"blocks": self.blocks_seen, "withdrawn": self.withdrawn,
+                "suspended": self.suspended}
