@@ -34,6 +34,11 @@ Cases (sizes for ``quick=False``; ``quick=True`` divides stream sizes and onsets
     SEA(variant=0, noise=0.05) then, from row 30,000 of 60,000, SEA(variant=2, noise=0.05)
     (threshold 8 -> 7): abrupt real concept drift. Logistic regression; accuracy 0.94 -> 0.87.
     Actionable, performance.
+``sea_covariate``
+    SEA(variant=0, noise=0.05); from row 30,000 of 60,000 the rows far from the boundary
+    x0 + x1 = 8 are kept with probability 0.1 only (rejection): the inputs move towards the
+    decision boundary, the concept does not. Logistic regression; accuracy 0.94 -> 0.90.
+    Actionable, performance: the case performance estimated from scores is for.
 ``agrawal_gradual``
     ConceptDriftStream(Agrawal(classification_function=5), Agrawal(classification_function=1),
     position=32,501, width=5,000), 60,000 rows; onset 30,000 (by the end every row follows
@@ -368,6 +373,52 @@ def _sea_abrupt(quick: bool, seed: int) -> Case:
         incidents=(
             Truth(onset, None, True, "performance",
                   "SEA threshold x0+x1 > 8 becomes > 7: abrupt concept drift"),
+        ),
+    )
+
+
+def _near_boundary(samples: Iterable[tuple[dict[Any, Any], Any]], n: int, share: float,
+                   rng: random.Random) -> list[tuple[dict[Any, Any], Any]]:
+    """``n`` SEA rows of which ``share`` lie within 1 of the concept's boundary
+    (x0 + x1 = 8), drawn by rejection: the inputs move, the concept does not."""
+    out: list[tuple[dict[Any, Any], Any]] = []
+    for x, y in samples:
+        if len(out) >= n:
+            break
+        near = abs(x[0] + x[1] - 8.0) < 1.0
+        if near or rng.random() >= share:
+            out.append((x, y))
+    return out
+
+
+def _sea_covariate(quick: bool, seed: int) -> Case:
+    name = "sea_covariate"
+    sz = _sizes(quick, 5000, 5000, cheap=True)
+    n, onset = sz.n(60_000), sz.n(30_000)
+    s = functools.partial(_seed, seed, name)
+    train = _plain(_take(synth.SEA(variant=0, noise=0.05, seed=s("train")), sz.train))
+    ref = _plain(_take(synth.SEA(variant=0, noise=0.05, seed=s("reference")), sz.reference))
+    before = _take(synth.SEA(variant=0, noise=0.05, seed=s("before")), onset)
+    after = _near_boundary(synth.SEA(variant=0, noise=0.05, seed=s("after")), n - onset,
+                           0.9, _rng(seed, name, "near"))
+    model = _fit(_logistic(), train)
+    modes = _label_modes(_rng(seed, name, "modes"), n, DEFAULT_MODES)
+    return Case(
+        name=name,
+        source=(
+            "river.datasets.synth.SEA(variant=0, noise=0.05); from row "
+            f"{onset} of {n}, rows away from the boundary x0 + x1 = 8 kept with "
+            "probability 0.1 (rejection): a covariate shift towards the uncertain middle, "
+            "the concept unchanged"
+        ),
+        model_id="sea-covariate",
+        model=_config(),
+        reference=_reference(model, ref),
+        rows=_serve(model, _plain(before + after), modes),
+        incidents=(
+            Truth(onset, None, True, "performance",
+                  "the inputs move towards the decision boundary: more uncertain rows, "
+                  "lower accuracy, the same concept (what estimates from scores see)"),
         ),
     )
 
@@ -738,6 +789,7 @@ _BUILDERS: dict[str, Callable[[bool, int], Case]] = {
     "agrawal_stationary": _agrawal_stationary,
     "agrawal_nulls": _agrawal_nulls,
     "agrawal_benign": _agrawal_benign,
+    "sea_covariate": _sea_covariate,
     "canary_version": _canary_version,
     "bananas_stationary": _bananas_stationary,
     "shuttle_stationary": _shuttle_stationary,

@@ -222,10 +222,13 @@ def positions(events: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
     return arrived, labelled
 
 
-def where(kind: str, seq: int, arrived: Sequence[int], labelled: Sequence[int]) -> int:
-    """Where a page stands in the model's predictions: a performance page (labels) at the
-    latest prediction whose label had come, any other at the latest prediction."""
-    if kind == "performance" and labelled[seq] >= 0:
+def where(kind: str, statistic: str, seq: int, arrived: Sequence[int],
+          labelled: Sequence[int]) -> int:
+    """Where a page stands in the model's predictions: a performance page measured on
+    labels at the latest prediction whose label had come, any other (an estimate from
+    scores included) at the latest prediction."""
+    if kind == "performance" and not statistic.startswith("estimated_") \
+            and labelled[seq] >= 0:
         return labelled[seq]
     return arrived[seq]
 
@@ -261,10 +264,10 @@ def run_stream(stream: Stream, tmp: Path, max_delay: int) -> dict[str, Any]:
             if delay_name == "0":
                 undelayed.append(file_pages)
             for mode, pages in (("file", file_pages), ("backlog", backlog)):
-                at = [where(p[1], p[-1], arrived, labelled) for p in pages]
+                at = [where(p[1], p[5], p[-1], arrived, labelled) for p in pages]
                 ours.add(score(at, stream.incidents, len(stream.rows), max_delay))
                 runs[f"{rate_name} delay {delay_name} {mode}"] = {
-                    "pages": [[*p[1:5], q] for p, q in zip(pages, at, strict=True)]}
+                    "pages": [[*p[1:6], q] for p, q in zip(pages, at, strict=True)]}
                 paged.add(tuple(sorted(assign(q, stream.incidents, len(stream.rows))
                                        for q in at)))
     exact &= all(pages == undelayed[0] for pages in undelayed)

@@ -38,8 +38,8 @@ from stream.signals import Signal, iso
 from watchkeeper.config import Config
 from watchkeeper.pipeline import Pipeline
 
-PageKey = tuple[str, str, str, str | None, str | None, int]  # model, kind, subject, slice,
-#                                                              version, seq
+# model, kind, subject, slice, version, statistic of the lead alert; the page's event index
+PageKey = tuple[str, str, str, str | None, str | None, str, int]
 START = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 TOPICS = ("predictions", "outcomes", "metrics")
 _encode = msgspec.json.Encoder().encode
@@ -125,7 +125,7 @@ def replay_file(config: Config, messages: Sequence[bytes],
     def paged(page: Page) -> None:  # the lead alert is in memory when it pages
         lead = pipeline.triage.alerts[page.alert_id]
         keys.append((page.model_id, page.kind, page.subject, lead.slice, lead.model_version,
-                     page.seq))
+                     lead.statistic, page.seq))
 
     pipeline = Pipeline(config, None, source="variants", on_signal=on_signal, on_page=paged,
                         keep_totals=False)
@@ -173,7 +173,8 @@ def replay_backlog(config: Config, events: Sequence[dict[str, Any]], *, batch: i
             if not behind(0) and not processor.holding:
                 break
         rows = store.engine.connect().execute(text(
-            "SELECT p.model_id, p.kind, p.subject, a.slice, a.model_version, p.seq "
+            "SELECT p.model_id, p.kind, p.subject, a.slice, a.model_version, a.statistic, "
+            "p.seq "
             "FROM page_log p JOIN alerts a ON a.alert_id = p.alert_id "
             "WHERE p.escalation_level = 0 ORDER BY p.seq")).all()
         store.engine.dispose()

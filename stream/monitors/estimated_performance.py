@@ -14,8 +14,9 @@ evaluation, as for the realized series (:mod:`stream.monitors.performance`).
 
 When the labels come, they are counted to the block of their prediction: the evidence of
 an estimated signal carries the *realized* metric of its blocks beside the estimate
-(``realized``, ``realized_labels``), and once the blocks of a run that fired hold
-``min_labels`` labels the estimate is *confirmed* (realized beyond the line too) or
+(``realized``, ``realized_labels``). A series that fired stays held (not clear) until the
+blocks of its runs that fired hold ``min_labels`` labels; then the estimate is *confirmed*
+(realized beyond the line too) or
 *withdrawn*: realized within the line, the estimate was wrong, the CUSUM is reset and the
 estimate suspended until a calibration check passes, its series clears and the alert
 resolves; the realized series pages on its own if the fall is real. (Realized values are
@@ -38,6 +39,7 @@ from numpy.typing import NDArray
 
 from stream.monitors.cusum import Cusum
 from stream.monitors.estimate import calibration_check, estimate
+from stream.monitors.performance import reference_margin
 from stream.reference import ModelProfile, ScoredReference
 from stream.signals import (
     Evaluation,
@@ -55,9 +57,9 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 ESTIMABLE = frozenset({"accuracy", "roc_auc", "f1"})
 MIN_REFERENCE_BLOCKS = 10
+REFERENCE_DRAWS = 400  # blocks drawn from the reference for the spread (and the seed)
 CALIBRATION_Z = 4.0  # the calibration no longer holds
 CALIBRATION_OK_Z = 3.0  # ... and holds again
-REFERENCE_Z = 3.09
 
 
 @dataclass(slots=True)
@@ -102,11 +104,12 @@ class EstimatedPerformanceMonitor:
         self.block = perf.eval_every
         reference = self._reference_blocks(scored)
         self.reference = float(np.mean(reference))
-        spread = float(np.std(reference, ddof=1)) if len(reference) > 1 else 0.0
-        self.margin = max(0.0, REFERENCE_Z * spread / math.sqrt(len(reference))
-                          - self.max_drop)
+        spread = float(np.std(reference, ddof=1))
+        # the reference mean's own error: blocks' spread over the reference's many blocks
+        se = spread / math.sqrt(len(scored.prob) / self.block)
+        self.margin = reference_margin(se, self.max_drop)
         self.line = self.reference - self.max_drop - self.margin
-        self.cusum = Cusum.gaussian(-self.reference, max(spread, 1e-6), -self.line,
+        self.cusum = Cusum.gaussian(-(self.reference - se), max(spread, 1e-6), -self.line,
                                     perf.cusum_h)
         self._prob: list[FloatArray] = []
         self._pred: list[BoolArray] = []
@@ -116,7 +119,8 @@ class EstimatedPerformanceMonitor:
         self._blocks: deque[_Block] = deque(maxlen=max(perf.window_labels // self.block, 2))
         self.peak = 0.0
         self.run: list[_Block] = []  # the blocks since the CUSUM last left zero
-        self.fired = False  # the current run has fired (to be confirmed or withdrawn)
+        # the blocks of runs that fired, until their labels confirm or withdraw them
+        self.awaiting: list[_Block] = []
         self.suspended = False  # the calibration no longer holds
         self._check_prob: list[FloatArray] = []
         self._check_pos: list[BoolArray] = []
@@ -124,19 +128,23 @@ class EstimatedPerformanceMonitor:
         self._check_span: tuple[int, float] | None = None
         self.blocks_seen = 0
         self.withdrawn = 0
+        self.confirmed = 0
 
     def _reference_blocks(self, scored: ScoredReference) -> list[float]:
-        n = len(scored.prob) // self.block * self.block
+        """Estimates of blocks drawn from the reference (with replacement, seeded): how a
+        block's estimate spreads when nothing changed. A few hundred draws pin the spread
+        down better than the reference's few dozen blocks would."""
+        n = len(scored.prob)
+        if n < MIN_REFERENCE_BLOCKS * self.block:
+            raise ValueError(f"the reference holds {n} scored rows; at least "
+                             f"{MIN_REFERENCE_BLOCKS * self.block} are needed")
+        rng = np.random.default_rng(REFERENCE_DRAWS)
         out = []
-        for k in range(0, n, self.block):
-            est = estimate(self.metric, scored.prob[k:k + self.block],
-                           scored.predicted_positive[k:k + self.block],
-                           scored.scores[k:k + self.block])
+        for rows in rng.integers(0, n, size=(REFERENCE_DRAWS, self.block)):
+            est = estimate(self.metric, scored.prob[rows], scored.predicted_positive[rows],
+                           scored.scores[rows])
             if est is not None:
                 out.append(est.value)
-        if len(out) < MIN_REFERENCE_BLOCKS:
-            raise ValueError(f"the reference holds {len(out)} scored blocks of "
-                             f"{self.block}; at least {MIN_REFERENCE_BLOCKS} are needed")
         return out
 
     # -- predictions -----------------------------------------------------------------------
@@ -182,15 +190,20 @@ class EstimatedPerformanceMonitor:
                 value = self.cusum.add(np.array([-est.value]))
                 self.peak = value
                 if self.cusum.value == 0.0:
-                    self.run, self.fired = [], False
+                    self.run = []
                 else:
                     self.run.append(block)
                     self.run = self.run[-(self._blocks.maxlen or 1):]
                 if value >= self.cusum.h:
-                    self.fired = True
                     out.signals.append(self._signal(block))
                     fired = frozenset({key})
-                elif value >= (1.0 - self.settings.hysteresis) * self.cusum.h:
+                    keep = self._blocks.maxlen or 1
+                    self.awaiting = [*self.awaiting, *(b for b in self.run
+                                                       if b not in self.awaiting)][-keep:]
+                elif (value >= (1.0 - self.settings.hysteresis) * self.cusum.h
+                      or self.awaiting):
+                    # in the band; or it fired and its labels have not said yet whether the
+                    # estimate was right: an estimate that recovers is not over until then
                     held = frozenset({key})
         out.evaluations.append(Evaluation(
             self.profile.model_id,
@@ -264,19 +277,23 @@ class EstimatedPerformanceMonitor:
             blocks[k].correct += int((right & mine).sum())
 
     def _confirm(self) -> None:
-        """A run that fired, once its blocks hold enough labels: confirmed, or withdrawn
-        (the CUSUM reset: the estimate was wrong, and its series clears)."""
-        if not self.fired or not self.run:
+        """Runs that fired, once their blocks hold enough labels: confirmed (the labels
+        show the fall too), or withdrawn (the CUSUM reset: the estimate was wrong, and its
+        series clears)."""
+        if not self.awaiting:
             return
-        realized, labels = self._realized(self.run)
+        realized, labels = self._realized(self.awaiting)
         if realized is None or labels < self.settings.performance.min_labels:
             return
+        self.awaiting = []
         if self.reference - realized < (1.0 - self.settings.hysteresis) * self.max_drop:
             # withdrawn: wrong for this stream; trusted again once a calibration check of
             # labels that come from now on passes
-            self.cusum.value, self.run, self.fired, self.suspended = 0.0, [], False, True
+            self.cusum.value, self.run, self.suspended = 0.0, [], True
             self._check_prob, self._check_pos, self._check_n, self._check_span = [], [], 0, None
             self.withdrawn += 1
+        else:
+            self.confirmed += 1
 
     def _check(self, last_seq: int, last_ts: float, out: Findings) -> None:
         prob, pos = np.concatenate(self._check_prob), np.concatenate(self._check_pos)
@@ -290,7 +307,7 @@ class EstimatedPerformanceMonitor:
         held: frozenset[SeriesKey] = frozenset()
         if check.z > CALIBRATION_Z:
             self.suspended = True
-            self.cusum.value, self.run, self.fired = 0.0, [], False
+            self.cusum.value, self.run, self.awaiting = 0.0, [], []
             fired = frozenset({key})
             out.signals.append(Signal(
                 model_id=self.profile.model_id, kind=Kind.MONITORING_HEALTH,
@@ -313,5 +330,5 @@ class EstimatedPerformanceMonitor:
             last_seq, last_ts, held, fired))
 
     def counters(self) -> dict[str, int | bool]:
-        return {"blocks": self.blocks_seen, "withdrawn": self.withdrawn,
-                "suspended": self.suspended}
+        return {"blocks": self.blocks_seen, "confirmed": self.confirmed,
+                "withdrawn": self.withdrawn, "suspended": self.suspended}

@@ -87,7 +87,7 @@ def test_any_topic_interleaving_gives_the_same_pages(name: str, seed: int, lead:
     sc, config = scenario(name)
     mixed = interleave(sc.events, random.Random(seed), lead)
     _, pages = replay_file(config, lines(mixed))
-    assert [k[:5] for k in pages] == [k[:5] for k in reference(name)]
+    assert [k[:6] for k in pages] == [k[:6] for k in reference(name)]
 
 
 @PROPERTY
@@ -105,13 +105,14 @@ def test_one_prediction_every_ten_minutes_pages_as_two_hundred_a_second() -> Non
     sc, config = scenario("broken_pipeline", 40_000)
     fast = replay_file(config, lines(retime(sc.events, 0.005)))[1]
     slow = replay_file(config, lines(retime(sc.events, 600.0)))[1]
-    assert fast == slow == [("car_loan", "performance", "accuracy", None, None, 26600)]
+    assert fast == slow == [
+        ("car_loan", "performance", "accuracy", None, None, "accuracy", 26600)]
 
 
 def test_a_backlog_of_the_whole_scenario_pages_once() -> None:
     sc, config = scenario("broken_pipeline", 40_000)
     pages = replay_backlog(config, sc.events, batch=50_000)
-    assert pages == [("car_loan", "performance", "accuracy", None, None, 26600)]
+    assert pages == [("car_loan", "performance", "accuracy", None, None, "accuracy", 26600)]
 
 
 def labels_later(ttl_days: float) -> tuple[list[PageKey], Any]:

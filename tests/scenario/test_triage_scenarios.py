@@ -16,10 +16,10 @@ from tests.scenario.conftest import Run
 PAGES: dict[str, list[tuple[int, str, str, str | None]]] = {
     "stationary": [],
     "benign_drift": [],
-    "harmful_drift": [(27593, "performance", "accuracy", None)],
+    "harmful_drift": [(27797, "performance", "accuracy", None)],
     "broken_pipeline": [(26600, "performance", "accuracy", None)],
     "schema_change": [(27639, "schema", "driver_age", None)],
-    "label_shift": [(28662, "performance", "accuracy", None)],
+    "label_shift": [(28843, "performance", "accuracy", None)],
     "failing_slice": [(32803, "performance", "accuracy", "salary_range=< 20K")],
     "business_metric_drop": [(35250, "business_metric", "subscribed", None)],
 }

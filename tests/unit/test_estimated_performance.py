@@ -95,8 +95,8 @@ def test_a_stationary_stream_raises_no_estimate() -> None:
     signals = run(core, stream(rng, 30_000, 0.25, 0))
     assert estimated(signals) == []
     assert core.models["m"].estimated is not None
-    assert core.models["m"].estimated.counters() == {"blocks": 300, "withdrawn": 0,
-                                                     "suspended": False}
+    assert core.models["m"].estimated.counters() == {
+        "blocks": 300, "confirmed": 0, "withdrawn": 0, "suspended": False}
 
 
 def test_a_covariate_shift_pages_before_its_labels() -> None:
@@ -162,3 +162,27 @@ def test_a_concept_shift_breaks_the_calibration_and_says_so() -> None:
     assert float(calibration[0].value) > 4  # z
     assert "cannot be trusted" in str(calibration[0].evidence["reason"])
     assert core.models["m"].estimated is not None and core.models["m"].estimated.suspended
+
+
+def test_labels_that_show_the_fall_confirm_the_estimate() -> None:
+    """A calibrated model under the covariate shift, its labels 500 predictions late: the
+    estimate pages first; the labels confirm it, and stand beside it in the evidence."""
+    core = make_core()
+    rng = np.random.default_rng(6)
+    lines = (stream(rng, 5_000, 0.25, 0, labels_after=500)
+             + stream(rng, 5_000, 0.6, 5_000, labels_after=500))
+    triage = Triage(TriagePolicy())
+    signals = run(core, lines, triage)
+    est = core.models["m"].estimated
+    assert est is not None and est.counters()["confirmed"] >= 1
+    assert est.counters()["withdrawn"] == 0 and not est.suspended
+    first = estimated(signals)[0]
+    realized_first = next(s for s in signals if s.statistic == "accuracy")
+    assert first.seq < realized_first.seq  # before the labels could show it
+    later = [s for s in estimated(signals) if int(s.evidence["realized_labels"]) >= 200]  # type: ignore[arg-type]
+    assert later, "the realized value comes to stand beside the estimate"
+    last = later[-1]
+    assert abs(float(last.evidence["realized"]) - float(last.value)) < 0.04  # type: ignore[arg-type]
+    (incident,) = triage.incidents.values()  # the estimate and the labels: one incident
+    assert {triage.alerts[a].statistic for a in incident.alert_ids} >= {
+        "estimated_accuracy", "accuracy"}

@@ -360,7 +360,9 @@ def test_outcomes_joined_by_request_id_drive_performance() -> None:
         ("performance", "accuracy", "accuracy", 1104),
     ]
     first = signals[0]
-    assert (first.value, first.threshold) == (0.5, 0.85)  # r250..r349: 45 + 5 right of 100
+    # r250..r349: 45 + 5 right of 100; the line: 0.9 - 0.05, less one reference stderr
+    assert (first.value, first.threshold) == (0.5, 0.840513)
+    assert first.evidence["reference_margin"] == 0.009487  # sqrt(0.9 * 0.1 / 1000)
     assert (first.window.start_seq, first.window.end_seq, first.window.count) == (506, 704, 100)
     assert first.evidence["reference"] == 0.9
     assert first.evidence["labels"] == 100
