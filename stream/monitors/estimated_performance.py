@@ -15,8 +15,8 @@ evaluation, as for the realized series (:mod:`stream.monitors.performance`).
 When the labels come, they are counted to the block of their prediction: the evidence of
 an estimated signal carries the *realized* metric of its blocks beside the estimate
 (``realized``, ``realized_labels``). A series that fired stays held (not clear) until the
-blocks of its runs that fired hold ``min_labels`` labels; then the estimate is *confirmed*
-(realized beyond the line too) or
+blocks of its runs that fired, and those after them, hold ``window_labels`` labels; then
+the estimate is *confirmed* (realized beyond the line too) or
 *withdrawn*: realized within the line, the estimate was wrong, the CUSUM is reset and the
 estimate suspended until a calibration check passes, its series clears and the alert
 resolves; the realized series pages on its own if the fall is real. (Realized values are
@@ -58,6 +58,7 @@ BoolArray = NDArray[np.bool_]
 ESTIMABLE = frozenset({"accuracy", "roc_auc", "f1"})
 MIN_REFERENCE_BLOCKS = 10
 REFERENCE_DRAWS = 400  # blocks drawn from the reference for the spread (and the seed)
+AWAIT_BLOCKS = 50  # blocks of a run that fired (and after it) kept for its labels
 CALIBRATION_Z = 4.0  # the calibration no longer holds
 CALIBRATION_OK_Z = 3.0  # ... and holds again
 
@@ -184,6 +185,8 @@ class EstimatedPerformanceMonitor:
             block = _Block(self._open_start[0], last_seq, self._open_start[1], last_ts,
                            est.value)
             self._blocks.append(block)
+            if self.awaiting:  # what follows a run that fired tells whether it was right
+                self.awaiting = [*self.awaiting, block][-AWAIT_BLOCKS:]
             # while the calibration does not hold no estimate is trusted: none fires, and
             # the series is clear (an estimated alert resolves)
             if not self.suspended:
@@ -197,9 +200,8 @@ class EstimatedPerformanceMonitor:
                 if value >= self.cusum.h:
                     out.signals.append(self._signal(block))
                     fired = frozenset({key})
-                    keep = self._blocks.maxlen or 1
                     self.awaiting = [*self.awaiting, *(b for b in self.run
-                                                       if b not in self.awaiting)][-keep:]
+                                                       if b not in self.awaiting)][-AWAIT_BLOCKS:]
                 elif (value >= (1.0 - self.settings.hysteresis) * self.cusum.h
                       or self.awaiting):
                     # in the band; or it fired and its labels have not said yet whether the
@@ -266,7 +268,11 @@ class EstimatedPerformanceMonitor:
         return out
 
     def _count(self, prediction_seq: NDArray[np.int64], right: BoolArray) -> None:
-        blocks = list(self._blocks)
+        """Count labels to the blocks of their predictions: the recent ones, and those
+        that fired and wait for their labels however long ago."""
+        recent = {id(b) for b in self._blocks}
+        blocks = sorted([*self._blocks, *(b for b in self.awaiting if id(b) not in recent)],
+                        key=lambda b: b.first_seq)
         if not blocks:
             return
         starts = np.array([b.first_seq for b in blocks], dtype=np.int64)
@@ -283,7 +289,7 @@ class EstimatedPerformanceMonitor:
         if not self.awaiting:
             return
         realized, labels = self._realized(self.awaiting)
-        if realized is None or labels < self.settings.performance.min_labels:
+        if realized is None or labels < self.settings.performance.window_labels:
             return
         self.awaiting = []
         if self.reference - realized < (1.0 - self.settings.hysteresis) * self.max_drop:
