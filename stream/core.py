@@ -201,12 +201,14 @@ class Core:
         found = Findings()
         labelled = self._predictions(events, preds, outcomes, seq, ts, found)
         self._outcomes(events, outcomes, seq, ts, labelled)
-        for model_id in {*preds, *outcomes}:
-            health = self.models[model_id].health
-            if health is not None:
-                found.extend(health.outcomes())
         for model_id, parts in labelled.items():
             found.extend(self._labelled(self.models[model_id], parts))
+        for model_id in dict.fromkeys([*preds, *outcomes]):  # the batch's labels are in
+            rt = self.models[model_id]
+            if rt.health is not None:
+                found.extend(rt.health.outcomes())
+            if rt.estimated is not None:
+                found.extend(rt.estimated.flush())
         for model_id, rows in metrics.items():
             mets: list[Metric] = _take(events, rows)  # type: ignore[arg-type]
             found.extend(self.models[model_id].business.update(
@@ -239,7 +241,7 @@ class Core:
             if rt.estimated is not None:
                 scores = np.array([p.score for p in rows], dtype=np.float64)  # None: NaN
                 predicted = rt.encode([p.prediction for p in rows]) == rt.profile.positive
-                found.extend(rt.estimated.predictions(pseq, pts, scores, predicted))
+                rt.estimated.predictions(pseq, pts, scores, predicted)
             parts = labelled.setdefault(model_id, [])
             pending: list[_Pending] = [
                 (p.model_version, p.prediction, p.score, k, s)
@@ -308,8 +310,7 @@ class Core:
                 pred_seq=where)))
             if rt.estimated is not None:
                 positive = rt.profile.positive
-                out.extend(rt.estimated.labels(where, pseq, pts, y == positive,
-                                               p == positive, s))
+                rt.estimated.labels(where, pseq, pts, y == positive, p == positive, s)
         if rt.labels is not None:
             out.extend(rt.labels.update(raw_labels, seq, ts))
         return out

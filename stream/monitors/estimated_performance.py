@@ -63,17 +63,30 @@ CALIBRATION_Z = 4.0  # the calibration no longer holds
 CALIBRATION_OK_Z = 3.0  # ... and holds again
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Block:
-    """One block of predictions: where it lies, its estimate, and its labels so far."""
+    """One block of predictions: where it lies, its estimate (None: none could be made),
+    and its labels so far."""
 
     first_seq: int
     last_seq: int
     first_ts: float
     last_ts: float
-    value: float
+    value: float | None
     labels: int = 0
     correct: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _LabelChunk:
+    """Labelled predictions of one batch, in the order their labels came."""
+
+    prediction_seq: NDArray[np.int64]
+    seq: NDArray[np.int64]
+    ts: FloatArray
+    right: BoolArray
+    prob: FloatArray  # calibrated (NaN: no score)
+    positive: BoolArray
 
 
 class EstimatedPerformanceMonitor:
@@ -118,6 +131,9 @@ class EstimatedPerformanceMonitor:
         self._open = 0  # predictions in the open block
         self._open_start: tuple[int, float] | None = None
         self._blocks: deque[_Block] = deque(maxlen=max(perf.window_labels // self.block, 2))
+        self._queued: list[_Block] = []  # closed this batch, evaluated at its flush
+        self._open_counts = [0, 0]  # labels (and right ones) of the open block so far
+        self._chunks: list[_LabelChunk] = []
         self.peak = 0.0
         self.run: list[_Block] = []  # the blocks since the CUSUM last left zero
         # the blocks of runs that fired, until their labels confirm or withdraw them
@@ -148,12 +164,11 @@ class EstimatedPerformanceMonitor:
                 out.append(est.value)
         return out
 
-    # -- predictions -----------------------------------------------------------------------
+    # -- a batch: its predictions, its labels, then both in event order ----------------------
     def predictions(self, seq: NDArray[np.int64], ts: FloatArray, scores: FloatArray,
-                    predicted_positive: BoolArray) -> Findings:
-        """A model's predictions in order (a score of NaN: none); every block they complete
-        is an evaluation."""
-        out = Findings()
+                    predicted_positive: BoolArray) -> None:
+        """A model's predictions in order (a score of NaN: none): the blocks they complete
+        are estimated, and evaluated at :meth:`flush`."""
         prob = self.scored.calibration(scores)
         n, i = len(seq), 0
         while i < n:
@@ -165,32 +180,96 @@ class EstimatedPerformanceMonitor:
             self._scores.append(scores[i:end])
             self._open += end - i
             if self._open == self.block:
-                self._close(int(seq[end - 1]), float(ts[end - 1]), out)
+                self._queue(int(seq[end - 1]), float(ts[end - 1]))
             i = end
-        return out
 
-    def _close(self, last_seq: int, last_ts: float, out: Findings) -> None:
+    def _queue(self, last_seq: int, last_ts: float) -> None:
         assert self._open_start is not None
         prob, pred, scores = (np.concatenate(self._prob), np.concatenate(self._pred),
                               np.concatenate(self._scores))
         self._prob, self._pred, self._scores, self._open = [], [], [], 0
         est = estimate(self.metric, prob, pred, scores)
+        labels, correct = self._open_counts
+        self._open_counts = [0, 0]
+        self._queued.append(_Block(self._open_start[0], last_seq, self._open_start[1],
+                                   last_ts, None if est is None else est.value, labels,
+                                   correct))
+
+    def labels(self, prediction_seq: NDArray[np.int64], seq: NDArray[np.int64],
+               ts: FloatArray, positive: BoolArray, predicted_positive: BoolArray,
+               scores: FloatArray) -> None:
+        """Labelled predictions (``prediction_seq``: where each prediction was; ``seq``,
+        ``ts``: where its label came), taken in order at :meth:`flush`."""
+        if len(seq):
+            self._chunks.append(_LabelChunk(prediction_seq, seq, ts,
+                                            positive == predicted_positive,
+                                            self.scored.calibration(scores), positive))
+
+    def flush(self) -> Findings:
+        """The batch's blocks and labels in event order (a block's evaluation sees the
+        labels that came before its last prediction, and no other), whatever the batch:
+        realized values, confirmations and withdrawals, calibration checks, the blocks'
+        evaluations."""
+        out = Findings()
+        chunks, self._chunks = self._chunks, []
+        queued, self._queued = self._queued, []
+        if chunks:
+            cat = [np.concatenate([getattr(c, f) for c in chunks])
+                   for f in ("prediction_seq", "seq", "ts", "right", "prob", "positive")]
+            order = np.argsort(cat[1], kind="stable")
+            labels = _LabelChunk(*(a[order] for a in cat))
+        else:
+            labels = None
+        start = 0
+        for block in queued:
+            if labels is not None:
+                stop = int(np.searchsorted(labels.seq, block.last_seq, side="right"))
+                self._take_labels(labels, start, stop, queued, out)
+                start = stop
+            self._close(block, out)
+        if labels is not None:
+            self._take_labels(labels, start, len(labels.seq), queued, out)
+        return out
+
+    def _take_labels(self, labels: _LabelChunk, start: int, stop: int,
+                     queued: list[_Block], out: Findings) -> None:
+        """Labels ``start:stop`` of the batch, in order: counted to their blocks; a run
+        waiting for them confirmed or withdrawn; a calibration check every
+        ``window_events`` of them."""
+        size = self.settings.window_events
+        while start < stop:
+            end = min(stop, start + size - self._check_n)
+            part = slice(start, end)
+            self._count(labels.prediction_seq[part], labels.right[part], queued)
+            self._confirm()
+            prob, pos = labels.prob[part], labels.positive[part]
+            ok = ~np.isnan(prob)
+            if self._check_span is None:
+                self._check_span = (int(labels.seq[start]), float(labels.ts[start]))
+            self._check_prob.append(prob[ok])
+            self._check_pos.append(pos[ok])
+            self._check_n += end - start
+            if self._check_n >= size:
+                self._check(int(labels.seq[end - 1]), float(labels.ts[end - 1]), out)
+            start = end
+
+    def _close(self, block: _Block, out: Findings) -> None:
+        """A block's evaluation: the CUSUM, and whether it fires, is held or is clear."""
         self.blocks_seen += 1
         held: frozenset[SeriesKey] = frozenset()
         fired: frozenset[SeriesKey] = frozenset()
         key: SeriesKey = (Kind.PERFORMANCE, self.metric, self.statistic)
-        if est is None:
+        last_seq, last_ts = block.last_seq, block.last_ts
+        if block.value is None:
             held = frozenset({key})
         else:
-            block = _Block(self._open_start[0], last_seq, self._open_start[1], last_ts,
-                           est.value)
             self._blocks.append(block)
             if self.awaiting:  # what follows a run that fired tells whether it was right
                 self.awaiting = [*self.awaiting, block][-AWAIT_BLOCKS:]
             # while the calibration does not hold no estimate is trusted: none fires, and
             # the series is clear (an estimated alert resolves)
             if not self.suspended:
-                value = self.cusum.add(np.array([-est.value]))
+                value = self.cusum.add(np.array([-block.value]))
                 self.peak = value
                 if self.cusum.value == 0.0:
                     self.run = []
@@ -245,42 +324,30 @@ class EstimatedPerformanceMonitor:
                       threshold=round(self.line, 6), window=window, evidence=evidence,
                       ts=block.last_ts, seq=block.last_seq)
 
-    # -- labels ----------------------------------------------------------------------------
-    def labels(self, prediction_seq: NDArray[np.int64], seq: NDArray[np.int64],
-               ts: FloatArray, positive: BoolArray, predicted_positive: BoolArray,
-               scores: FloatArray) -> Findings:
-        """Labelled predictions (``prediction_seq``: where each prediction was; ``seq``,
-        ``ts``: where its label came): realized values for their blocks, the run's
-        confirmation or withdrawal, and the calibration check."""
-        out = Findings()
-        if not len(seq):
-            return out
-        self._count(prediction_seq, positive == predicted_positive)
-        self._confirm()
-        ok = ~np.isnan(scores)
-        self._check_prob.append(self.scored.calibration(scores[ok]))
-        self._check_pos.append(positive[ok])
-        if self._check_span is None and ok.any():
-            self._check_span = (int(seq[0]), float(ts[0]))
-        self._check_n += int(ok.sum())
-        if self._check_n >= self.settings.window_events:
-            self._check(int(seq[-1]), float(ts[-1]), out)
-        return out
-
-    def _count(self, prediction_seq: NDArray[np.int64], right: BoolArray) -> None:
-        """Count labels to the blocks of their predictions: the recent ones, and those
-        that fired and wait for their labels however long ago."""
-        recent = {id(b) for b in self._blocks}
-        blocks = sorted([*self._blocks, *(b for b in self.awaiting if id(b) not in recent)],
-                        key=lambda b: b.first_seq)
-        if not blocks:
-            return
+    def _count(self, prediction_seq: NDArray[np.int64], right: BoolArray,
+               queued: list[_Block]) -> None:
+        """Count labels to the blocks of their predictions: the recent ones, those that
+        fired and wait for their labels however long ago, those closed this batch, and the
+        one still open."""
+        seen: set[int] = set()
+        blocks = []
+        for b in (*self._blocks, *self.awaiting, *queued):
+            if id(b) not in seen:
+                seen.add(id(b))
+                blocks.append(b)
+        blocks.sort(key=lambda b: b.first_seq)
         starts = np.array([b.first_seq for b in blocks], dtype=np.int64)
         where = np.searchsorted(starts, prediction_seq, side="right") - 1
         for k in np.unique(where[where >= 0]).tolist():
             mine = (where == k) & (prediction_seq <= blocks[k].last_seq)
             blocks[k].labels += int(mine.sum())
             blocks[k].correct += int((right & mine).sum())
+        if self._open_start is not None and self._open:  # the open block's, for its close
+            mine = prediction_seq >= self._open_start[0]
+            if blocks:
+                mine &= prediction_seq > blocks[-1].last_seq
+            self._open_counts[0] += int(mine.sum())
+            self._open_counts[1] += int((right & mine).sum())
 
     def _confirm(self) -> None:
         """Runs that fired, once their blocks hold enough labels: confirmed (the labels

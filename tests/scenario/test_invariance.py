@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alerts.pipeline import Triage
+from stream.core import Core
+from stream.reference import load_profiles
 from stream.scenarios import Scenario, generate, write_scenario
 from watchkeeper.config import Config, load_config
 
@@ -177,3 +179,28 @@ def test_a_condition_that_flickers_around_its_threshold_is_one_incident_and_one_
     assert flicker([0, 3, 0, 0, 0, 3]) == (2, 1, 1)
     # a rise of 0.045 against 0.05: inside the hysteresis band (0.8 of it), held
     assert flicker([0, 3, 22, 22, 22, 22]) == (1, 1, 1)
+
+
+@cache
+def findings(name: str, sizes: tuple[int, ...]) -> tuple[list[dict[str, Any]], list[Any]]:
+    sc, config = scenario(name)
+    core = Core(config, load_profiles(config))
+    messages = lines(sc.events)
+    signals, evaluations, k, i = [], [], 0, 0
+    while k < len(messages):
+        size = sizes[i % len(sizes)]
+        result = core.process(messages[k:k + size])
+        signals.extend(s.to_dict() for s in result.signals)
+        evaluations.extend(result.evaluations)
+        k, i = k + size, i + 1
+    return signals, evaluations
+
+
+@PROPERTY
+@given(name=st.sampled_from(("harmful_drift", "label_shift", "broken_pipeline")),
+       sizes=st.lists(st.sampled_from([7, 100, 999, 4096, 20_000]), min_size=1, max_size=5))
+def test_the_monitors_say_exactly_the_same_whatever_the_batches(name: str,
+                                                               sizes: list[int]) -> None:
+    """Every signal, its evidence included, and every evaluation: the estimates from scores
+    and their labels, the health of the join, the CUSUMs' runs."""
+    assert findings(name, tuple(sizes)) == findings(name, (4096,))
