@@ -186,7 +186,9 @@ def findings(name: str, sizes: tuple[int, ...]) -> tuple[list[dict[str, Any]], l
     sc, config = scenario(name)
     core = Core(config, load_profiles(config))
     messages = lines(sc.events)
-    signals, evaluations, k, i = [], [], 0, 0
+    signals: list[dict[str, Any]] = []
+    evaluations: list[Any] = []
+    k = i = 0
     while k < len(messages):
         size = sizes[i % len(sizes)]
         result = core.process(messages[k:k + size])
