@@ -202,7 +202,6 @@ def redact(url: str) -> str:
 def print_incidents(incidents: Sequence[Incident], triage: Triage,
                     out: IO[str] | None = None) -> None:
     """A table of incidents: routed where, and why."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -215,7 +214,9 @@ def print_incidents(incidents: Sequence[Incident], triage: Triage,
         table.add_row(inc.model_id, str(inc.route), f"{inc.severity:.2f}", iso(inc.opened_at),
                       str(len(inc.alert_ids)), escape(lead.summary if lead else inc.summary),
                       escape(why))
-    Console(file=out or sys.stdout, width=160).print(table)
+    from watchkeeper import history
+
+    history.console(out).print(table)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -8,13 +8,11 @@ a page-on-every-drift policy would have sent, and where the database is.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,6 +22,7 @@ from stream.runner import replay
 from stream.scenarios import SCENARIOS, generate, write_scenario
 from stream.signals import iso
 from watchkeeper.config import load_config
+from watchkeeper.history import console as make_console
 from watchkeeper.pipeline import Pipeline
 
 DEMO_PREDICTIONS = 20_000
@@ -32,7 +31,7 @@ DRIFT_KINDS = ("drift", "prediction_drift", "label_drift")
 
 def run_demo(workdir: Path | None = None, out: IO[str] | None = None) -> int:
     """Generate and replay every scenario; print what was paged and why. Returns 0."""
-    console = Console(file=out or sys.stdout, width=160)
+    console = make_console(out)
     base = workdir or Path(tempfile.mkdtemp(prefix="watchkeeper-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     db = base / "watchkeeper.db"

@@ -15,8 +15,11 @@ from sqlalchemy import text
 from alerts.store.sql import SqlStore
 
 
-def _console(out: IO[str] | None) -> Console:
-    return Console(file=out or sys.stdout, width=160)
+def console(out: IO[str] | None = None) -> Console:
+    """Where tables go: a terminal at its own width (tables wrap to fit it), anything else
+    (a file, a pipe, a test) 160 columns wide."""
+    stream = out or sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 160)
 
 
 def print_list(store: SqlStore, *, model: str | None = None, status: str | None = None,
@@ -44,7 +47,7 @@ def print_list(store: SqlStore, *, model: str | None = None, status: str | None 
                       f"{r['severity']:.2f}", r["route"], r["status"], str(r["first_seen"])[:19],
                       str(r["last_seen"])[:19], str(r["occurrences"]),
                       "yes" if r["paged"] else "", r["acknowledged_by"] or "")
-    _console(out).print(table)
+    console(out).print(table)
     return len(rows)
 
 
@@ -63,24 +66,24 @@ def print_alert(store: SqlStore, alert_id: str, out: IO[str] | None = None) -> b
             "SELECT page_id, paged_at, channel, escalation_level, delivered, dry_run "
             "FROM pages WHERE incident_id = :i ORDER BY paged_at"),
             {"i": a["incident_id"]}).all()
-    console = _console(out)
-    console.print(f"[bold]{escape(a['summary'])}[/bold]")
+    con = console(out)
+    con.print(f"[bold]{escape(a['summary'])}[/bold]")
     for key in ("alert_id", "fingerprint", "incident_id", "model_id", "model_version", "kind",
                 "subject", "slice", "statistic", "status", "severity", "route", "first_seen",
                 "last_seen", "occurrences", "paged", "acknowledged_at", "acknowledged_by",
                 "resolved_at", "silenced_by", "inhibited_by", "flapping"):
-        console.print(f"  {key:16} {escape(str(a[key]))}")
+        con.print(f"  {key:16} {escape(str(a[key]))}")
     factors = a["factors"] if isinstance(a["factors"], list) else json.loads(a["factors"])
     evidence = a["evidence"] if isinstance(a["evidence"], dict) else json.loads(a["evidence"])
-    console.print("  why (severity factors):")
+    con.print("  why (severity factors):")
     for f in factors:
-        console.print(f"    {f['name']:12} {f['value']:+.3f}  {escape(f['note'])}")
-    console.print("  latest evidence: " + escape(json.dumps(evidence)))
+        con.print(f"    {f['name']:12} {f['value']:+.3f}  {escape(f['note'])}")
+    con.print("  latest evidence: " + escape(json.dumps(evidence)))
     values = ", ".join(f"{seq}: {value:.4g}" for seq, _, value in occurrences[-10:])
-    console.print(f"  occurrences ({len(occurrences)}; last 10 as event: value): {values}")
+    con.print(f"  occurrences ({len(occurrences)}; last 10 as event: value): {values}")
     for p in pages:
         state = "dry run" if p.dry_run else ("delivered" if p.delivered else "pending")
-        console.print(f"  page {p.page_id[:8]} at {str(p.paged_at)[:19]} to {p.channel}, "
+        con.print(f"  page {p.page_id[:8]} at {str(p.paged_at)[:19]} to {p.channel}, "
                       f"level {p.escalation_level}, {state}")
     return True
 
@@ -96,5 +99,5 @@ def print_query(store: SqlStore, sql: str, out: IO[str] | None = None) -> int:
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*(escape(str(v)) for v in row))
-    _console(out).print(table)
+    console(out).print(table)
     return len(rows)
