@@ -112,12 +112,24 @@ class Cusum:
         return self.scale * (np.minimum(losses, self.clip) - self.line)
 
     def path(self, losses: FloatArray) -> list[float]:
-        """Add losses in order; returns the sum after each (empty if there were none)."""
+        """Add losses in order; returns the sum after each (empty if there were none).
+
+        The sum kept at zero or above is Lindley's recursion, which numpy computes at once
+        (the sum is the walk less its running minimum); only a stretch that reaches the cap
+        is walked step by step.
+        """
         if len(losses) == 0:
             return []
         top = self.cap * self.h
-        path = list(accumulate(self.increments(losses).tolist(),
-                               lambda s, x: min(top, max(0.0, s + x)), initial=self.value))
+        inc = self.increments(losses)
+        walk = np.cumsum(inc)
+        floor = np.minimum(np.minimum.accumulate(walk), -self.value)
+        sums = walk - floor
+        if float(sums.max()) <= top:
+            self.value = float(sums[-1])
+            return [float(v) for v in sums.tolist()]
+        path = list(accumulate(inc.tolist(), lambda s, x: min(top, max(0.0, s + x)),
+                               initial=self.value))
         self.value = path[-1]
         return path[1:]
 

@@ -220,19 +220,28 @@ class EstimatedPerformanceMonitor:
             labels = _LabelChunk(*(a[order] for a in cat))
         else:
             labels = None
+        # every block a label of this batch can be for (blocks that close here join
+        # the recent ones and the awaited ones as they close: all are in this list)
+        seen: set[int] = set()
+        blocks = []
+        for b in (*self._blocks, *self.awaiting, *queued):
+            if id(b) not in seen:
+                seen.add(id(b))
+                blocks.append(b)
+        blocks.sort(key=lambda b: b.first_seq)
         start = 0
         for block in queued:
             if labels is not None:
                 stop = int(np.searchsorted(labels.seq, block.last_seq, side="right"))
-                self._take_labels(labels, start, stop, queued, out)
+                self._take_labels(labels, start, stop, blocks, out)
                 start = stop
             self._close(block, out)
         if labels is not None:
-            self._take_labels(labels, start, len(labels.seq), queued, out)
+            self._take_labels(labels, start, len(labels.seq), blocks, out)
         return out
 
     def _take_labels(self, labels: _LabelChunk, start: int, stop: int,
-                     queued: list[_Block], out: Findings) -> None:
+                     blocks: list[_Block], out: Findings) -> None:
         """Labels ``start:stop`` of the batch, in order: counted to their blocks; a run
         waiting for them confirmed or withdrawn; a calibration check every
         ``window_events`` of them."""
@@ -240,7 +249,7 @@ class EstimatedPerformanceMonitor:
         while start < stop:
             end = min(stop, start + size - self._check_n)
             part = slice(start, end)
-            self._count(labels.prediction_seq[part], labels.right[part], queued)
+            self._count(labels.prediction_seq[part], labels.right[part], blocks)
             self._confirm()
             prob, pos = labels.prob[part], labels.positive[part]
             ok = ~np.isnan(prob)
@@ -325,23 +334,23 @@ class EstimatedPerformanceMonitor:
                       ts=block.last_ts, seq=block.last_seq)
 
     def _count(self, prediction_seq: NDArray[np.int64], right: BoolArray,
-               queued: list[_Block]) -> None:
-        """Count labels to the blocks of their predictions: the recent ones, those that
-        fired and wait for their labels however long ago, those closed this batch, and the
-        one still open."""
-        seen: set[int] = set()
-        blocks = []
-        for b in (*self._blocks, *self.awaiting, *queued):
-            if id(b) not in seen:
-                seen.add(id(b))
-                blocks.append(b)
-        blocks.sort(key=lambda b: b.first_seq)
-        starts = np.array([b.first_seq for b in blocks], dtype=np.int64)
-        where = np.searchsorted(starts, prediction_seq, side="right") - 1
-        for k in np.unique(where[where >= 0]).tolist():
-            mine = (where == k) & (prediction_seq <= blocks[k].last_seq)
-            blocks[k].labels += int(mine.sum())
-            blocks[k].correct += int((right & mine).sum())
+               blocks: list[_Block]) -> None:
+        """Count labels to the blocks of their predictions (``blocks``, in order: the
+        recent ones, those that fired and wait for their labels however long ago, those
+        closed this batch), or to the one still open."""
+        if not len(prediction_seq):
+            return
+        if blocks:
+            starts = np.fromiter((b.first_seq for b in blocks), np.int64, len(blocks))
+            ends = np.fromiter((b.last_seq for b in blocks), np.int64, len(blocks))
+            where = np.searchsorted(starts, prediction_seq, side="right") - 1
+            ok = where >= 0
+            ok[ok] = prediction_seq[ok] <= ends[where[ok]]
+            labels = np.bincount(where[ok], minlength=len(blocks))
+            correct = np.bincount(where[ok], weights=right[ok], minlength=len(blocks))
+            for k in np.flatnonzero(labels).tolist():
+                blocks[k].labels += int(labels[k])
+                blocks[k].correct += int(correct[k])
         if self._open_start is not None and self._open:  # the open block's, for its close
             mine = prediction_seq >= self._open_start[0]
             if blocks:
