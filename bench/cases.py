@@ -349,16 +349,34 @@ def drift_mask(n: int, position: int, width: int, seed: int | None) -> list[bool
 # the cases
 
 
-def _sea_abrupt(quick: bool, seed: int) -> Case:
-    name = "sea_abrupt"
+@dataclass(frozen=True)
+class _Sea:
+    """A SEA(variant=0, noise=0.05) case's common part: sizes, a logistic regression trained
+    on it, its reference rows, and the production rows before the onset."""
+
+    n: int
+    onset: int
+    model: Frozen
+    reference: list[Sample]
+    before: list[tuple[dict[Any, Any], Any]]
+    seeded: Callable[[str], int]
+
+
+def _sea(quick: bool, seed: int, name: str) -> _Sea:
     sz = _sizes(quick, 5000, 5000, cheap=True)
     n, onset = sz.n(60_000), sz.n(30_000)
     s = functools.partial(_seed, seed, name)
     train = _plain(_take(synth.SEA(variant=0, noise=0.05, seed=s("train")), sz.train))
     ref = _plain(_take(synth.SEA(variant=0, noise=0.05, seed=s("reference")), sz.reference))
     before = _take(synth.SEA(variant=0, noise=0.05, seed=s("before")), onset)
-    after = _take(synth.SEA(variant=2, noise=0.05, seed=s("after")), n - onset)
-    model = _fit(_logistic(), train)
+    return _Sea(n, onset, _fit(_logistic(), train), ref, before, s)
+
+
+def _sea_abrupt(quick: bool, seed: int) -> Case:
+    name = "sea_abrupt"
+    sea = _sea(quick, seed, name)
+    n, onset, model, ref, before = sea.n, sea.onset, sea.model, sea.reference, sea.before
+    after = _take(synth.SEA(variant=2, noise=0.05, seed=sea.seeded("after")), n - onset)
     modes = _label_modes(_rng(seed, name, "modes"), n, (0.2, 0.6))
     return Case(
         name=name,
@@ -379,8 +397,9 @@ def _sea_abrupt(quick: bool, seed: int) -> Case:
 
 def _near_boundary(samples: Iterable[tuple[dict[Any, Any], Any]], n: int, share: float,
                    rng: random.Random) -> list[tuple[dict[Any, Any], Any]]:
-    """``n`` SEA rows of which ``share`` lie within 1 of the concept's boundary
-    (x0 + x1 = 8), drawn by rejection: the inputs move, the concept does not."""
+    """``n`` SEA rows drawn by rejection: those within 1 of the concept's boundary
+    (x0 + x1 = 8) all kept, the others with probability ``1 - share``: the inputs move,
+    the concept does not."""
     out: list[tuple[dict[Any, Any], Any]] = []
     for x, y in samples:
         if len(out) >= n:
@@ -393,15 +412,10 @@ def _near_boundary(samples: Iterable[tuple[dict[Any, Any], Any]], n: int, share:
 
 def _sea_covariate(quick: bool, seed: int) -> Case:
     name = "sea_covariate"
-    sz = _sizes(quick, 5000, 5000, cheap=True)
-    n, onset = sz.n(60_000), sz.n(30_000)
-    s = functools.partial(_seed, seed, name)
-    train = _plain(_take(synth.SEA(variant=0, noise=0.05, seed=s("train")), sz.train))
-    ref = _plain(_take(synth.SEA(variant=0, noise=0.05, seed=s("reference")), sz.reference))
-    before = _take(synth.SEA(variant=0, noise=0.05, seed=s("before")), onset)
-    after = _near_boundary(synth.SEA(variant=0, noise=0.05, seed=s("after")), n - onset,
-                           0.9, _rng(seed, name, "near"))
-    model = _fit(_logistic(), train)
+    sea = _sea(quick, seed, name)
+    n, onset, model, ref, before = sea.n, sea.onset, sea.model, sea.reference, sea.before
+    after = _near_boundary(synth.SEA(variant=0, noise=0.05, seed=sea.seeded("after")),
+                           n - onset, 0.9, _rng(seed, name, "near"))
     modes = _label_modes(_rng(seed, name, "modes"), n, DEFAULT_MODES)
     return Case(
         name=name,
