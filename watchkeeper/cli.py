@@ -30,7 +30,7 @@ from watchkeeper.config import load_config
 from watchkeeper.errors import ConfigError, InputError, RetryableError
 from watchkeeper.pipeline import Pipeline
 from watchkeeper.runtime import tune_gc
-from watchkeeper.settings import SlackSettings
+from watchkeeper.settings import Settings, load_settings
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -101,7 +101,9 @@ class _RejectsFile:
             self._fh.close()
 
 
-DEFAULT_DB = "sqlite:///watchkeeper.db"
+DEFAULT_DB = "sqlite:///watchkeeper.db"  # replay's and demo's embedded default
+NO_DATABASE = ("no database: set WATCHKEEPER_DATABASE_URL or pass --db "
+               "(postgresql://user@host:port/db, or an SQLite file)")
 
 
 def format_page(page: Page, *, dry_run: bool) -> str:
@@ -114,6 +116,7 @@ def run_replay(
     events: Path, config_path: Path, *, db: str = DEFAULT_DB,
     signals_out: Path | None = None, rejects_out: Path | None = None,
     report_out: Path | None = None, quiet: bool = False, out: IO[str] | None = None,
+    dry_run: bool = True,
 ) -> tuple[ReplayReport, Pipeline]:
     """Replay a file through monitors, triage and the store; raise ConfigError/InputError
     (exit code 2) or RetryableError (the database cannot be reached)."""
@@ -132,7 +135,6 @@ def run_replay(
     def on_page(page: Page) -> None:
         print(format_page(page, dry_run=pipeline.dry_run), file=stdout)
 
-    dry_run = not SlackSettings().enabled
     source = str(events.resolve())
     pipeline = Pipeline(config, store, source=source, dry_run=dry_run, on_page=on_page,
                         on_signal=on_signal)
@@ -219,11 +221,21 @@ def print_incidents(incidents: Sequence[Incident], triage: Triage,
     history.console(out).print(table)
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def history_db(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The database of a command that reads or acts on history: ``--db``, else
+    ``WATCHKEEPER_DATABASE_URL``, else the file replay writes by default if it is here
+    (never a new one)."""
+    return settings.database_url(args.db) or (
+        DEFAULT_DB if Path(DEFAULT_DB.removeprefix("sqlite:///")).is_file() else None)
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        report, pipeline = run_replay(args.events, args.config, db=args.db,
+        report, pipeline = run_replay(args.events, args.config,
+                                      db=settings.database_url(args.db) or DEFAULT_DB,
                                       signals_out=args.signals_out, rejects_out=args.rejects_out,
-                                      report_out=args.report, quiet=args.quiet)
+                                      report_out=args.report, quiet=args.quiet,
+                                      dry_run=not settings.slack.enabled)
     except (ConfigError, InputError) as exc:
         return _fail(str(exc))
     except RetryableError as exc:
@@ -243,10 +255,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper import history
 
-    store, code = existing_store(args.db)
+    db = history_db(args, settings)
+    if db is None:
+        return _fail(NO_DATABASE)
+    store, code = existing_store(db)
     if store is None:
         return code
     try:
@@ -261,10 +276,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         store.close()
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper import history
 
-    store, code = existing_store(args.db)
+    db = history_db(args, settings)
+    if db is None:
+        return _fail(NO_DATABASE)
+    store, code = existing_store(db)
     if store is None:
         return code
     try:
@@ -276,8 +294,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_db(args: argparse.Namespace) -> int:
-    url = database_url(args.db)
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    db = settings.database_url(args.db)
+    if db is None:  # never migrate a database nobody named
+        return _fail(NO_DATABASE)
+    url = database_url(db)
     target = args.revision or ("head" if args.db_command == "upgrade" else "base")
     try:
         if args.db_command == "upgrade":
@@ -291,7 +312,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from stream.scenarios import SCENARIOS, generate, write_scenario
 
     if args.scenario not in SCENARIOS:
@@ -343,7 +364,7 @@ def _produce(events: list[dict[str, object]], args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from stream.app import ensure_topics, run_worker
@@ -353,9 +374,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("config", args.config), ("kafka_bootstrap", args.bootstrap),
                                    ("database_url", args.db)) if v is not None}
     try:
-        settings = WorkerSettings(**overrides)  # the rest from WATCHKEEPER_* variables
-        config = load_config(settings.config)
-        store = open_store(settings.database_url, migrate=False)
+        worker = WorkerSettings(**overrides)  # the rest from WATCHKEEPER_* variables
+        if worker.config is None:
+            return _fail("settings: config: set WATCHKEEPER_CONFIG or pass --config")
+        if worker.database_url is None:
+            return _fail(NO_DATABASE)
+        config = load_config(worker.config)
+        store = open_store(worker.database_url, migrate=False)
     except ValidationError as exc:
         first = exc.errors()[0]
         return _fail(f"settings: {'.'.join(map(str, first['loc']))}: {first['msg']} "
@@ -366,37 +391,39 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _unavailable(exc)
     # Faust commits the offsets of the messages its agent took: only a checkpoint with
     # every batch keeps its commits behind the state (the direct engine commits them itself)
-    interval = settings.checkpoint_interval if settings.engine == "direct" else 0.0
-    processor = LiveProcessor(config, store, app_id=settings.app_id,
-                              dry_run=not SlackSettings().enabled, checkpoint_interval=interval,
-                              inputs=Topics.for_prefix(settings.topic_prefix).inputs)
+    interval = worker.checkpoint_interval if worker.engine == "direct" else 0.0
+    processor = LiveProcessor(config, store, app_id=worker.app_id,
+                              dry_run=not settings.slack.enabled, checkpoint_interval=interval,
+                              inputs=Topics.for_prefix(worker.topic_prefix).inputs)
     try:
-        ensure_topics(settings)
+        ensure_topics(worker)
     except Exception as exc:  # kafka-python raises several kinds for an absent broker
         return _unavailable(RetryableError(f"cannot reach Kafka at "
-                                           f"{settings.kafka_bootstrap}: {exc}"))
-    if settings.engine == "direct":
+                                           f"{worker.kafka_bootstrap}: {exc}"))
+    if worker.engine == "direct":
         from stream.direct import run_direct
 
-        run_direct(settings, processor)
+        run_direct(worker, processor)
     else:
-        run_worker(settings, processor)
+        run_worker(worker, processor)
     return EXIT_OK
 
 
-def cmd_notify(args: argparse.Namespace) -> int:
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     from services.notifier import run_notifier
 
-    slack = SlackSettings()
+    slack = settings.slack
     if not slack.enabled:
         return _fail("set WATCHKEEPER_SLACK_BOT_TOKEN (see README: Slack)")
-    config_path = args.config or (Path(os.environ["WATCHKEEPER_CONFIG"])
-                                  if os.environ.get("WATCHKEEPER_CONFIG") else None)
+    db = settings.database_url(args.db)
+    if db is None:
+        return _fail(NO_DATABASE)
+    config_path = args.config or settings.common.config
     try:
         oncall = load_config(config_path).oncall if config_path else None
     except ConfigError as exc:
         return _fail(str(exc))
-    store, code = existing_store(args.db)
+    store, code = existing_store(db)
     if store is None:
         return code
     try:
@@ -409,17 +436,20 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.failed == 0 else EXIT_UNAVAILABLE
 
 
-def cmd_api(args: argparse.Namespace) -> int:
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from services.api import build_api
     from services.notifier import slack_client
 
-    slack = SlackSettings()
+    slack = settings.slack
     if not slack.signing_secret and not slack.api_token:
         return _fail("set WATCHKEEPER_SLACK_SIGNING_SECRET and/or WATCHKEEPER_API_TOKEN "
                      "(see README: Slack)")
-    store, code = existing_store(args.db)
+    db = settings.database_url(args.db)
+    if db is None:
+        return _fail(NO_DATABASE)
+    store, code = existing_store(db)
     if store is None:
         return code
     client = slack_client(slack) if slack.enabled else None
@@ -428,11 +458,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_action(args: argparse.Namespace) -> int:
+def cmd_action(args: argparse.Namespace, settings: Settings) -> int:
     """ack / resolve / silence / not-actionable from the terminal."""
     from datetime import UTC, datetime
 
-    store, code = existing_store(args.db)
+    db = history_db(args, settings)
+    if db is None:
+        return _fail(NO_DATABASE)
+    store, code = existing_store(db)
     if store is None:
         return code
     try:
@@ -453,10 +486,13 @@ def cmd_action(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.demo import run_demo
 
     return run_demo(Path(args.workdir) if args.workdir else None)
+
+
+DB_HELP = "alert history database URL or SQLite file (WATCHKEEPER_DATABASE_URL)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,27 +509,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects-out", type=Path,
                    help="where rejected events are kept (default: EVENTS-NAME.rejects.jsonl "
                         "in the current folder, written only when there are rejects)")
-    p.add_argument("--db", default=DEFAULT_DB,
-                   help=f"alert history database URL or SQLite file (default {DEFAULT_DB})")
+    p.add_argument("--db", help="alert history database URL or SQLite file "
+                                "(WATCHKEEPER_DATABASE_URL; default watchkeeper.db here)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
     p.set_defaults(func=cmd_replay)
 
     a = sub.add_parser("alerts", help="alert history from the terminal")
     asub = a.add_subparsers(dest="alerts_command", required=True)
     al = asub.add_parser("list", help="recent alerts, newest first")
-    al.add_argument("--db", default=DEFAULT_DB)
+    al.add_argument("--db", help=DB_HELP)
     al.add_argument("--model")
     al.add_argument("--status", choices=["open", "acknowledged", "resolved", "silenced"])
     al.add_argument("--kind")
     al.add_argument("--limit", type=int, default=50)
     ashow = asub.add_parser("show", help="one alert: evidence, score factors, occurrences, pages")
     ashow.add_argument("alert_id", help="an alert id (a unique prefix is enough)")
-    ashow.add_argument("--db", default=DEFAULT_DB)
+    ashow.add_argument("--db", help=DB_HELP)
     a.set_defaults(func=cmd_alerts)
 
     q = sub.add_parser("sql", help="run a query on the alert history (e.g. its SQL views)")
     q.add_argument("query", help="e.g. \"SELECT * FROM alert_history ORDER BY last_seen DESC\"")
-    q.add_argument("--db", default=DEFAULT_DB)
+    q.add_argument("--db", help=DB_HELP)
     q.set_defaults(func=cmd_sql)
 
     dbp = sub.add_parser("db", help="database schema migrations")
@@ -501,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("upgrade", "migrate up (default: to the latest revision)"),
                         ("downgrade", "migrate down (default: remove everything)")):
         sp = dsub.add_parser(name, help=help_)
-        sp.add_argument("--db", default=DEFAULT_DB)
+        sp.add_argument("--db", help=DB_HELP)
         sp.add_argument("--revision")
     dbp.set_defaults(func=cmd_db)
 
@@ -539,11 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
         ap_.add_argument("--by", default=os.environ.get("USER", "cli"), help="who")
         ap_.add_argument("--note", default="")
         ap_.add_argument("--hours", type=float, default=24.0, help="silence length")
-        ap_.add_argument("--db", default=DEFAULT_DB)
+        ap_.add_argument("--db", help=DB_HELP)
         ap_.set_defaults(func=cmd_action, action=action)
 
     n = sub.add_parser("notify", help="deliver pages from the outbox to Slack")
-    n.add_argument("--db", default=DEFAULT_DB)
+    n.add_argument("--db", help=DB_HELP)
     n.add_argument("--once", action="store_true", help="deliver what is pending and exit")
     n.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
     n.add_argument("--digest-hours", type=float, default=24.0,
@@ -554,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(func=cmd_notify)
 
     api = sub.add_parser("api", help="Slack interactivity endpoint (/slack/interactions)")
-    api.add_argument("--db", default=DEFAULT_DB)
+    api.add_argument("--db", help=DB_HELP)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
     api.set_defaults(func=cmd_api)
@@ -566,10 +602,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     tune_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    try:
+        settings = load_settings()  # the process's one settings object, passed in
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _fail(f"settings: WATCHKEEPER_{str(first['loc'][0]).upper()}: "
+                     f"{str(first['msg']).removeprefix('Value error, ')}")
+    code: int = args.func(args, settings)
     return code
 
 

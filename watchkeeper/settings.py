@@ -1,19 +1,44 @@
-"""Process settings for the live services, from the environment (``WATCHKEEPER_*``).
+"""Process settings, from the environment (``WATCHKEEPER_*``).
 
-Built once in ``main()`` and passed in; nothing reads the environment at import time.
+Built once in ``main()`` (:func:`load_settings`) and passed in; nothing reads the
+environment at import time. Every command takes its database from
+``WATCHKEEPER_DATABASE_URL`` (or ``--db``); a server command with none configured refuses
+to start rather than create a database of its own.
 
 >>> s = WorkerSettings(config="c.yaml", kafka_bootstrap="127.0.0.1:59092")
 >>> s.broker_url
 'kafka://127.0.0.1:59092'
+>>> database_dsn("postgresql://wk@127.0.0.1:55432/wk"), database_dsn("history.db")
+('postgresql://wk@127.0.0.1:55432/wk', 'sqlite:///history.db')
+>>> database_dsn("mysql://x")
+Traceback (most recent call last):
+...
+ValueError: a database URL is postgresql://… or sqlite:///…, or an SQLite file path; not 'mysql://x'
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SCHEMES = ("postgresql://", "postgresql+psycopg2://", "sqlite:///", "sqlite://")
+
+
+def database_dsn(url: str) -> str:
+    """A database URL, checked: PostgreSQL or SQLite; a bare path is an SQLite file."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    if not url.startswith(SCHEMES):
+        raise ValueError("a database URL is postgresql://… or sqlite:///…, or an SQLite "
+                         f"file path; not {url!r}")
+    return url
+
+
+DatabaseUrl = Annotated[str, AfterValidator(database_dsn)]
 
 
 class WorkerSettings(BaseSettings):
@@ -21,11 +46,12 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_", extra="ignore")
 
-    config: Path = Field(description="the YAML configuration (CONTRACT §2)")
+    config: Path | None = Field(default=None,
+                                description="the YAML configuration (CONTRACT §2)")
     kafka_bootstrap: str = Field(default="127.0.0.1:9092",
                                  description="Kafka bootstrap servers, host:port[,host:port]")
-    database_url: str = Field(default="sqlite:///watchkeeper.db",
-                              description="alert history database (PostgreSQL in production)")
+    database_url: DatabaseUrl | None = Field(
+        default=None, description="alert history database (PostgreSQL in production)")
     app_id: str = Field(default="watchkeeper", description="consumer group and state prefix")
     topic_prefix: str = Field(default="watchkeeper",
                               description="topics are PREFIX.predictions, .outcomes, .metrics, "
@@ -73,3 +99,32 @@ class SlackSettings(BaseSettings):
     @property
     def enabled(self) -> bool:
         return bool(self.bot_token)
+
+
+class CommonSettings(BaseSettings):
+    """What every command shares: ``WATCHKEEPER_DATABASE_URL`` (the alert history) and
+    ``WATCHKEEPER_CONFIG`` (the YAML configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_", extra="ignore")
+
+    database_url: DatabaseUrl | None = Field(default=None,
+                                             description="postgresql://… or sqlite:///…")
+    config: Path | None = Field(default=None, description="the YAML configuration")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The one settings object of a process, built in ``main()``: what every command
+    shares, and Slack's (the worker's own are read by the worker command)."""
+
+    common: CommonSettings
+    slack: SlackSettings
+
+    def database_url(self, flag: str | None) -> str | None:
+        """The database a command uses: ``--db``, else ``WATCHKEEPER_DATABASE_URL``."""
+        return database_dsn(flag) if flag else self.common.database_url
+
+
+def load_settings() -> Settings:
+    """Read the environment once (pydantic's ValidationError on a malformed value)."""
+    return Settings(CommonSettings(), SlackSettings())

@@ -422,3 +422,57 @@ def test_replay_of_a_100k_event_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert body["events_read"] == body["accepted"] == n
     assert body["rejected"]["total"] == 0 and body["duplicates"] == 0
     assert body["accepted_by_type"]["prediction"] == 61_000
+
+
+# --- settings: one database, named, or none -------------------------------------------------
+
+NO_DATABASE = ("no database: set WATCHKEEPER_DATABASE_URL or pass --db "
+               "(postgresql://user@host:port/db, or an SQLite file)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [(["worker", "--config", "c.yaml"], {}),
+     (["notify", "--once"], {"WATCHKEEPER_SLACK_BOT_TOKEN": "xoxb-test"}),
+     (["api"], {"WATCHKEEPER_API_TOKEN": "t0ken"}),
+     (["db", "upgrade"], {}),
+     (["alerts", "list"], {}),
+     (["sql", "SELECT 1"], {}),
+     (["ack", "abc"], {})],
+    ids=["worker", "notify", "api", "db", "alerts", "sql", "ack"])
+def test_a_command_with_no_database_says_so_and_creates_none(
+    argv: list[str], env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("WATCHKEEPER_DATABASE_URL", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(argv) == 2
+    assert one_error_line(capsys) == NO_DATABASE
+    assert list(tmp_path.iterdir()) == []  # no ./watchkeeper.db made on the way
+
+
+def test_history_commands_find_the_file_replay_wrote_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("WATCHKEEPER_DATABASE_URL", raising=False)
+    files = scenario_files(tmp_path, "broken_pipeline", 3_000)
+    assert main(["replay", str(files.events), "--config", str(files.config), "-q"]) == 0
+    assert "history in sqlite:///watchkeeper.db" in capsys.readouterr().out
+    assert main(["sql", "SELECT count(*) AS n FROM pages"]) == 0
+    assert "1" in capsys.readouterr().out
+
+
+def test_every_command_reads_the_database_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("WATCHKEEPER_DATABASE_URL", f"sqlite:///{db}")
+    assert main(["db", "upgrade"]) == 0
+    assert db.is_file() and not (tmp_path / "watchkeeper.db").exists()
+    assert main(["sql", "SELECT count(*) AS n FROM alert_history"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("WATCHKEEPER_DATABASE_URL", "mysql://nope")
+    assert main(["sql", "SELECT 1"]) == 2
+    assert one_error_line(capsys).startswith("settings: WATCHKEEPER_DATABASE_URL: a database "
+                                             "URL is postgresql://")

@@ -55,3 +55,13 @@ def test_every_watchkeeper_command_in_compose_is_a_real_cli_command() -> None:
         if command and command[0] == "watchkeeper":
             args = parser.parse_args(command[1:])
             assert callable(args.func), name
+
+
+def test_the_database_is_named_once_for_every_service() -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    assert text.count("postgresql://") == 1  # in the shared environment, nowhere else
+    for name, service in load()["services"].items():
+        if service.get("command", [""])[0] == "watchkeeper":
+            assert "--db" not in service["command"], name
+            assert service["environment"]["WATCHKEEPER_DATABASE_URL"].startswith(
+                "postgresql://"), name
