@@ -41,7 +41,8 @@ from stream.monitors.join import LabelJoin
 from stream.monitors.performance import Labelled, PerformanceMonitor
 from stream.reference import ClassIndex, ModelProfile, SliceDim
 from stream.signals import Evaluation, Findings, Signal
-from watchkeeper.config import Config
+from stream.state import State, StateError, check
+from watchkeeper.config import Config, MonitoringSettings
 
 T = TypeVar("T")
 Rows = NDArray[np.intp]  # indices into a batch's events
@@ -76,28 +77,69 @@ class _Labels:
     pending: list[_Pending]
 
 
+MONITORS = ("inputs", "labels", "performance", "business", "join", "health", "estimated")
+
+
 class ModelRuntime:
     """All monitors of one model, and the translation of events into their inputs."""
 
-    def __init__(self, profile: ModelProfile, config: Config) -> None:
-        settings = config.monitoring_for(profile.model_id)
+    def __init__(self, profile: ModelProfile, settings: MonitoringSettings) -> None:
+        self.settings = settings
         self.profile = profile
         self.inputs = InputMonitor(profile, settings)
         self.performance = PerformanceMonitor(profile, settings) if profile.metric else None
         self.labels = LabelMonitor(profile, settings) if profile.label is not None else None
         self.business = BusinessMonitor(profile.model_id, dict(profile.config.business_metrics),
                                         settings)
-        perf = settings.performance
-        self.join = LabelJoin(perf.join_ttl_seconds, perf.join_max_pending,
-                              perf.join_wait_seconds)
-        self.health = (LabelHealth(profile, settings, self.join)
-                       if profile.config.performance.expect_labels else None)
+        self.join = self._join()
+        self.health = self._health()
         self.estimated = (EstimatedPerformanceMonitor(profile, settings)
                           if profile.scored is not None
                           and profile.config.performance.metric in ESTIMABLE else None)
         self.classes = (ClassIndex(profile.classes.classes) if profile.classes is not None
                         else None)
         self._slice_cache: list[dict[Any, str | None]] = [{} for _ in profile.slices]
+
+    def _join(self) -> LabelJoin:
+        perf = self.settings.performance
+        return LabelJoin(perf.join_ttl_seconds, perf.join_max_pending, perf.join_wait_seconds)
+
+    def _health(self) -> LabelHealth | None:
+        return (LabelHealth(self.profile, self.settings, self.join)
+                if self.profile.config.performance.expect_labels else None)
+
+    def state(self) -> State:
+        """Every monitor's state, as plain data (None for a monitor the model has not)."""
+        out: State = {}
+        for name in MONITORS:
+            monitor = getattr(self, name)
+            out[name] = monitor.state() if monitor is not None else None
+        return out
+
+    def restore(self, state: State) -> list[str]:
+        """Resume each monitor from its part of ``state``; one whose part is missing or
+        does not fit the current configuration starts afresh. Returns what did."""
+        fresh: ModelRuntime | None = None  # built only if a monitor must start afresh
+        afresh: list[str] = []
+        for name in MONITORS:
+            monitor, part = getattr(self, name), state.get(name)
+            if monitor is None:
+                continue
+            if part is None:
+                afresh.append(f"{name} (not in the checkpoint)")
+                continue
+            try:
+                if name == "join":
+                    monitor.restore(part, row=_pending_row, outcome=tuple)
+                else:
+                    monitor.restore(part)
+            except (StateError, KeyError, TypeError, ValueError, IndexError) as exc:
+                fresh = fresh or ModelRuntime(self.profile, self.settings)
+                setattr(self, name, getattr(fresh, name))
+                afresh.append(f"{name} ({exc})")
+        if any(a.startswith("join") for a in afresh) and self.health is not None:
+            self.health = self._health()  # it reads the join it was built with
+        return afresh
 
     def slice_keys(self, preds: Sequence[Prediction]) -> list[tuple[str | None, ...]]:
         dims = self.profile.slices
@@ -119,6 +161,12 @@ class ModelRuntime:
         if set(map(type, values)) <= {float}:
             return np.array(values, dtype=np.float64)
         return np.array([float(v) if type(v) is float else np.nan for v in values])
+
+
+def _pending_row(row: Any) -> tuple[Any, ...]:
+    """A waiting prediction, back from a checkpoint: ``(_Pending,)`` (see :data:`_Pending`)."""
+    version, prediction, score, slices, seq = row[0]
+    return ((version, prediction, score, tuple(slices), int(seq)),)
 
 
 def _labels(dim: SliceDim, cache: dict[Any, str | None], values: list[Any]) -> list[str | None]:
@@ -170,7 +218,7 @@ class Core:
         self.decoder = EventDecoder(config.models, max_event_bytes=limits.max_event_bytes,
                                     max_message_bytes=limits.max_message_bytes)
         self.dedupe = DedupeSet(limits.dedupe_capacity)
-        self.models = {m: ModelRuntime(p, config) for m, p in profiles.items()}
+        self.models = {m: ModelRuntime(p, config.monitoring_for(m)) for m, p in profiles.items()}
         self.seq = 0  # index of the next event
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -314,6 +362,38 @@ class Core:
         if rt.labels is not None:
             out.extend(rt.labels.update(raw_labels, seq, ts))
         return out
+
+    def state(self) -> State:
+        """The whole monitoring state, as plain data: counters, the dedupe memory, every
+        model's monitors. No configuration and no reference: they are applied again on
+        :meth:`restore`."""
+        return {"kind": "core", "v": 1, "seq": self.seq, "accepted": dict(self.accepted),
+                "rejected": dict(self.rejected), "duplicates": self.duplicates,
+                "dedupe": self.dedupe.state(),
+                "models": {m: rt.state() for m, rt in self.models.items()}}
+
+    def restore(self, state: State) -> list[str]:
+        """Resume from :meth:`state` under the current configuration: unchanged monitors
+        carry on with the new thresholds; a model new to the configuration, or a monitor
+        whose state no longer fits, starts afresh; a model no longer configured is left
+        behind. Returns what was rebuilt and why (StateError if it is no core state)."""
+        state = check(state, "core", 1)
+        self.seq = int(state["seq"])
+        self.accepted = Counter({str(k): int(v) for k, v in state["accepted"].items()})
+        self.rejected = Counter({str(k): int(v) for k, v in state["rejected"].items()})
+        self.duplicates = int(state["duplicates"])
+        self.dedupe.restore(state["dedupe"])
+        notes: list[str] = []
+        models = state["models"]
+        for model_id, rt in self.models.items():
+            if model_id not in models:
+                notes.append(f"{model_id}: new to the configuration, starts afresh")
+                continue
+            notes.extend(f"{model_id}: {part} starts afresh"
+                         for part in rt.restore(models[model_id]))
+        notes.extend(f"{m}: no longer configured, its state left behind"
+                     for m in sorted(set(models) - set(self.models)))
+        return notes
 
     @property
     def processed(self) -> int:

@@ -135,19 +135,19 @@ class DedupeSet:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Checkpoints pickle the ids as a list: about 4x faster than the ordered dict.
+    def state(self) -> dict[str, Any]:
+        """The ids remembered, oldest first (plain data for a checkpoint).
 
-        >>> import pickle
         >>> d = DedupeSet(3); _ = [d.seen(x) for x in "abcd"]
-        >>> r = pickle.loads(pickle.dumps(d)); r.capacity, r.seen("b"), r.seen("a")
-        (3, True, False)
+        >>> r = DedupeSet(3); r.restore(d.state()); r.seen("b"), r.seen("a")
+        (True, False)
         """
-        return {"capacity": self.capacity, "ids": list(self._order)}
+        return {"ids": list(self._order)}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.capacity = state["capacity"]
-        self._ids = dict.fromkeys(state["ids"])
+    def restore(self, state: dict[str, Any]) -> None:
+        """Remember ``state``'s ids; only the newest ``capacity`` if it is smaller now."""
+        ids = [str(i) for i in state["ids"]][-self.capacity:]
+        self._ids = dict.fromkeys(ids)
         self._order = deque(self._ids)
 
     def filter(self, ids: list[str | None]) -> list[bool]:
@@ -227,17 +227,6 @@ class EventDecoder:
         self.models = frozenset(models)
         self.max_event_bytes = max_event_bytes
         self.max_message_bytes = max_message_bytes
-        self._event = msgspec.json.Decoder(Event)
-        self._events = msgspec.json.Decoder(list[Event])
-        self._batch = msgspec.json.Decoder(list[msgspec.Raw])
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Picklable (for state snapshots): the msgspec decoders are rebuilt on load."""
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("_event", "_events", "_batch")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._event = msgspec.json.Decoder(Event)
         self._events = msgspec.json.Decoder(list[Event])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])

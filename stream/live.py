@@ -103,7 +103,8 @@ class LiveProcessor:
         stale: StaleCheckpoint | None = None
         if saved is not None:
             try:
-                pipeline.restore(saved.state)
+                for note in pipeline.restore(saved.state):  # the configuration may have changed
+                    log.warning("partition %d: %s", partition, note)
             except StaleCheckpoint as exc:
                 # the monitors changed since it was written: they start afresh where it
                 # ended (the history before it is in the store)
@@ -118,8 +119,11 @@ class LiveProcessor:
         if saved is None or stale is not None:
             # indices above all the store has seen (triage never takes them for old ones),
             # the same on every start of this partition until it has a checkpoint
-            pipeline.core.seq = max(self.store.seq_base(f"{self.app_id}:{partition}"),
-                                    stale.seq if stale is not None else 0)
+            base = self.store.seq_base(f"{self.app_id}:{partition}")
+            if stale is not None and saved is not None:
+                # above every index the unreadable checkpoint's core can have used
+                base = max(base + saved.events, stale.seq)
+            pipeline.core.seq = base
             if saved is None:
                 self.offsets[partition] = {}
                 log.info("partition %d: no checkpoint, starting fresh", partition)

@@ -6,12 +6,11 @@ keeps the counts a report needs. The core and triage are pure; the store is the 
 
 from __future__ import annotations
 
-import pickle
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from alerts.model import Page
 from alerts.pipeline import Changes, Triage
@@ -19,10 +18,13 @@ from alerts.store import Checkpoint, Progress, Store
 from stream.core import BatchResult, Core
 from stream.reference import load_profiles
 from stream.signals import Signal
+from stream.state import State, StateError, decode, encode
 from watchkeeper.config import Config
 
 MUTES_REFRESH_SECONDS = 30.0
-CHECKPOINT_FORMAT = 3  # 2: evaluations, the join's own clocks; 3: estimated performance
+# 2: evaluations, the join's own clocks; 3: estimated performance (2 and 3 were pickles);
+# 4: plain state (msgpack), no configuration or reference in it
+CHECKPOINT_FORMAT = 4
 
 
 class StaleCheckpoint(ValueError):
@@ -34,19 +36,27 @@ class StaleCheckpoint(ValueError):
         self.seq = seq
 
 
-def checkpointed_core(state: bytes) -> Core:
-    """The core a checkpoint (:meth:`Pipeline.snapshot`) holds; :class:`StaleCheckpoint`
-    if it was written in another format, TypeError if it is no checkpoint at all."""
-    loaded = pickle.loads(zlib.decompress(state))
-    if isinstance(loaded, Core):
-        raise StaleCheckpoint("a checkpoint of the first format (before evaluations)",
-                              int(getattr(loaded, "seq", 0)))
-    if not (isinstance(loaded, tuple) and len(loaded) == 2 and isinstance(loaded[1], Core)):
-        raise TypeError("not a monitoring-core checkpoint")
-    if loaded[0] != CHECKPOINT_FORMAT:
-        raise StaleCheckpoint(f"a checkpoint of format {loaded[0]}, not {CHECKPOINT_FORMAT}",
-                              int(getattr(loaded[1], "seq", 0)))
-    return loaded[1]
+def checkpoint_state(blob: bytes) -> State:
+    """The monitors' state a checkpoint (:meth:`Pipeline.snapshot`) holds, as plain data;
+    :class:`StaleCheckpoint` if it is of another format or no checkpoint at all (a pickle
+    of an earlier version, or anything else someone wrote there: it is only ever decoded
+    as data, never run)."""
+    try:
+        state = decode(blob)
+    except StateError as exc:
+        raise StaleCheckpoint(f"a checkpoint this version cannot read ({exc})") from None
+    if state.get("format") != CHECKPOINT_FORMAT or not isinstance(state.get("core"), dict):
+        raise StaleCheckpoint(f"a checkpoint of format {state.get('format')!r}, not "
+                              f"{CHECKPOINT_FORMAT}", _seq(state.get("core")))
+    core: State = state["core"]
+    return core
+
+
+def _seq(core: Any) -> int:
+    try:
+        return int(core["seq"])
+    except (TypeError, KeyError, ValueError):
+        return 0
 
 
 @dataclass
@@ -70,7 +80,8 @@ class Pipeline:
                  on_signal: Callable[[Signal], None] | None = None,
                  keep_totals: bool = True) -> None:
         self.config = config
-        self.core = Core(config, load_profiles(config))
+        self.profiles = load_profiles(config)
+        self.core = Core(config, self.profiles)
         self.store = store
         self.triage = triage or (store.load_triage(config.triage) if store is not None
                                  else Triage(config.triage))
@@ -115,16 +126,21 @@ class Pipeline:
         self._mutes_loaded = time.monotonic()
 
     def snapshot(self) -> bytes:
-        """The monitors' whole state (the core) with its format, compressed; see
-        :meth:`restore`."""
-        return zlib.compress(pickle.dumps((CHECKPOINT_FORMAT, self.core),
-                                          protocol=pickle.HIGHEST_PROTOCOL), 1)
+        """The monitors' state as plain data (no configuration, no reference), with its
+        format, compressed; see :meth:`restore`."""
+        return encode({"format": CHECKPOINT_FORMAT, "core": self.core.state()})
 
-    def restore(self, state: bytes) -> None:
-        """Resume the monitors from :meth:`snapshot` (state this deployment wrote itself);
-        :class:`StaleCheckpoint` if it was written in another format (the monitors changed
-        since: they must start afresh)."""
-        self.core = checkpointed_core(state)
+    def restore(self, blob: bytes) -> list[str]:
+        """Resume the monitors from :meth:`snapshot` under the current configuration and
+        references: returns what started afresh (a new model, a monitor whose state no
+        longer fits); :class:`StaleCheckpoint` if the checkpoint cannot be read."""
+        state = checkpoint_state(blob)
+        try:
+            return self.core.restore(state)
+        except (StateError, KeyError, TypeError, ValueError) as exc:
+            self.core = Core(self.config, self.profiles)  # half-restored: start afresh
+            raise StaleCheckpoint(f"a checkpoint that does not fit ({exc})",
+                                  _seq(state)) from None
 
     def _count(self, result: BatchResult, changes: Changes) -> None:
         t = self.totals

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from river import stats, utils
 
 from stream.signals import Evaluation, EvidenceValue, Findings, Kind, Scope, Signal, Window
+from stream.state import State, StateError, check
 from stream.stats import welch_drop_z, z_critical
 from watchkeeper.config import BusinessMetricSpec, MonitoringSettings
 
@@ -35,6 +36,32 @@ class _MetricState:
     window_ts: deque[float] = field(default_factory=deque)
 
 
+# river's statistics as plain data: their few fields, read and set back (river keeps them
+# in attributes of its own; the tests would catch a change in them)
+def _var(v: stats.Var) -> State:
+    return {"n": v.mean.n, "mean": v.mean._mean, "S": v._S}
+
+
+def _set_var(v: stats.Var, state: State) -> None:
+    v.mean.n, v.mean._mean, v._S = float(state["n"]), float(state["mean"]), float(state["S"])
+
+
+def _rolling(r: Any, var: bool) -> State:
+    inner = _var(r.obj) if var else {"n": r.obj.n, "mean": r.obj._mean}
+    return {"inner": inner, "window": [args[0] for args, _ in r.window]}
+
+
+def _set_rolling(r: Any, state: State, var: bool) -> None:
+    if len(state["window"]) > r.window.maxlen:
+        raise StateError("a rolling window longer than window_observations")
+    if var:
+        _set_var(r.obj, state["inner"])
+    else:
+        r.obj.n, r.obj._mean = float(state["inner"]["n"]), float(state["inner"]["mean"])
+    r.window.clear()
+    r.window.extend(((float(x),), {}) for x in state["window"])
+
+
 class BusinessMonitor:
     """Rolling means of one model's business metrics; emits business_metric signals."""
 
@@ -45,6 +72,34 @@ class BusinessMonitor:
         self.settings = settings
         self._metrics: dict[str, _MetricState] = {}
         self._z = z_critical(settings.alpha, max(len(specs), 1))
+
+    def state(self) -> State:
+        """Every metric's reference and rolling window, as plain data."""
+        return {"kind": "business", "v": 1, "metrics": {
+            name: {"count": st.count,
+                   "ref_mean": {"n": st.ref_mean.n, "mean": st.ref_mean._mean},
+                   "ref_var": _var(st.ref_var),
+                   "cur_mean": None if st.cur_mean is None else _rolling(st.cur_mean, False),
+                   "cur_var": None if st.cur_var is None else _rolling(st.cur_var, True),
+                   "window_seq": list(st.window_seq), "window_ts": list(st.window_ts)}
+            for name, st in self._metrics.items()}}
+
+    def restore(self, state: State) -> None:
+        state = check(state, "business", 1)
+        b = self.settings.business
+        for name, m in state["metrics"].items():
+            st = self._state(name)
+            st.count = int(m["count"])
+            st.ref_mean.n, st.ref_mean._mean = float(m["ref_mean"]["n"]), float(
+                m["ref_mean"]["mean"])
+            _set_var(st.ref_var, m["ref_var"])
+            if m["cur_mean"] is not None:
+                st.cur_mean = utils.Rolling(stats.Mean, window_size=b.window_observations)
+                st.cur_var = utils.Rolling(stats.Var, window_size=b.window_observations)
+                _set_rolling(st.cur_mean, m["cur_mean"], False)
+                _set_rolling(st.cur_var, m["cur_var"], True)
+            st.window_seq = deque(int(x) for x in m["window_seq"])
+            st.window_ts = deque(float(x) for x in m["window_ts"])
 
     def _state(self, name: str) -> _MetricState:
         st = self._metrics.get(name)

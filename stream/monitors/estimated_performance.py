@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,6 +52,7 @@ from stream.signals import (
     Signal,
     Window,
 )
+from stream.state import State, StateError, array, check, unarray
 from watchkeeper.config import MonitoringSettings
 
 FloatArray = NDArray[np.float64]
@@ -146,6 +148,73 @@ class EstimatedPerformanceMonitor:
         self.blocks_seen = 0
         self.withdrawn = 0
         self.confirmed = 0
+
+    def state(self) -> State:
+        """The open block, the recent and awaited blocks, the CUSUM, the calibration check
+        so far, as plain data (taken between batches: nothing is queued then)."""
+        table: list[_Block] = []
+        index: dict[int, int] = {}
+        for b in (*self._blocks, *self.run, *self.awaiting):
+            if id(b) not in index:
+                index[id(b)] = len(table)
+                table.append(b)
+
+        def arrays(parts: list[NDArray[Any]]) -> State:
+            return array(np.concatenate(parts)) if parts else array(np.zeros(0))
+
+        return {
+            "kind": "estimated", "v": 1,
+            "blocks": [[b.first_seq, b.last_seq, b.first_ts, b.last_ts, b.value, b.labels,
+                        b.correct] for b in table],
+            "recent": [index[id(b)] for b in self._blocks],
+            "run": [index[id(b)] for b in self.run],
+            "awaiting": [index[id(b)] for b in self.awaiting],
+            "open": {"prob": arrays(self._prob), "pred": array(
+                np.concatenate(self._pred) if self._pred else np.zeros(0, dtype=bool)),
+                "scores": arrays(self._scores), "count": self._open,
+                "start": list(self._open_start) if self._open_start is not None else None,
+                "labels": list(self._open_counts)},
+            "cusum": self.cusum.value, "peak": self.peak, "suspended": self.suspended,
+            "check": {"prob": arrays(self._check_prob), "positive": array(
+                np.concatenate(self._check_pos) if self._check_pos
+                else np.zeros(0, dtype=bool)),
+                "n": self._check_n,
+                "span": list(self._check_span) if self._check_span is not None else None},
+            "counters": {"blocks": self.blocks_seen, "withdrawn": self.withdrawn,
+                         "confirmed": self.confirmed},
+        }
+
+    def restore(self, state: State) -> None:
+        state = check(state, "estimated", 1)
+        table = [_Block(int(a), int(b), float(c), float(d),
+                        None if v is None else float(v), int(n), int(k))
+                 for a, b, c, d, v, n, k in state["blocks"]]
+        self._blocks.clear()
+        self._blocks.extend(table[i] for i in state["recent"])
+        self.run = [table[i] for i in state["run"]]
+        self.awaiting = [table[i] for i in state["awaiting"]]
+        o = state["open"]
+        prob, pred, scores = unarray(o["prob"]), unarray(o["pred"]), unarray(o["scores"])
+        if not len(prob) == len(pred) == len(scores) == int(o["count"]) < self.block:
+            raise StateError("an open block of another size")
+        self._prob, self._pred, self._scores = ([prob], [pred], [scores]) if len(prob) else (
+            [], [], [])
+        self._open = int(o["count"])
+        self._open_start = None if o["start"] is None else (int(o["start"][0]),
+                                                            float(o["start"][1]))
+        self._open_counts = [int(x) for x in o["labels"]]
+        self.cusum.value = min(float(state["cusum"]), self.cusum.cap * self.cusum.h)
+        self.peak, self.suspended = float(state["peak"]), bool(state["suspended"])
+        c = state["check"]
+        check_prob, check_pos = unarray(c["prob"]), unarray(c["positive"])
+        self._check_prob, self._check_pos = ([check_prob], [check_pos]) if len(
+            check_prob) else ([], [])
+        self._check_n = int(c["n"])
+        self._check_span = None if c["span"] is None else (int(c["span"][0]),
+                                                           float(c["span"][1]))
+        counters = state["counters"]
+        self.blocks_seen = int(counters["blocks"])
+        self.withdrawn, self.confirmed = int(counters["withdrawn"]), int(counters["confirmed"])
 
     def _reference_blocks(self, scored: ScoredReference) -> list[float]:
         """Estimates of blocks drawn from the reference (with replacement, seeded): how a

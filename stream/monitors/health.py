@@ -53,6 +53,7 @@ from stream.signals import (
     Signal,
     Window,
 )
+from stream.state import State, check
 from watchkeeper.config import MonitoringSettings
 
 HEALTH = Kind.MONITORING_HEALTH
@@ -104,6 +105,24 @@ class LabelHealth:
         self._fates: Counter[str] = Counter()
         self._outcomes = 0
         self._first: tuple[int, float] | None = None  # the open outcome window's start
+
+    def state(self) -> State:
+        return {"kind": "health", "v": 1, "clock": self._clock.state(),
+                "predictions": self._predictions, "unlabellable": self._unlabellable,
+                "pred_clock": self._pred_clock, "fates": dict(self._fates),
+                "outcomes": self._outcomes,
+                "first": list(self._first) if self._first is not None else None}
+
+    def restore(self, state: State) -> None:
+        state = check(state, "health", 1)
+        self._clock.restore(state["clock"])
+        self._predictions, self._unlabellable = int(state["predictions"]), int(
+            state["unlabellable"])
+        self._pred_clock = float(state["pred_clock"])
+        self._fates = Counter({str(k): int(v) for k, v in state["fates"].items()})
+        self._outcomes = int(state["outcomes"])
+        first = state["first"]
+        self._first = None if first is None else (int(first[0]), float(first[1]))
 
     def predictions(self, seq: NDArray[np.int64], ts: NDArray[np.float64],
                     labellable: NDArray[np.bool_],

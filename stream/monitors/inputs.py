@@ -42,6 +42,7 @@ from stream.signals import (
     Signal,
     Window,
 )
+from stream.state import State, StateError, array, check, unarray
 from stream.stats import chi2_homogeneity_p, psi, rate_increase_z, z_critical
 from watchkeeper.config import MonitoringSettings
 
@@ -82,6 +83,23 @@ class _Acc:
     sumsq: float = 0.0
     mismatch_example: str | None = None
     unseen_values: Counter[str] = field(default_factory=Counter)
+
+    def state(self) -> State:
+        return {"counts": array(self.counts), "rows": self.rows, "nulls": self.nulls,
+                "missing": self.missing, "mismatched": self.mismatched,
+                "out_of_bounds": self.out_of_bounds, "out_of_range": self.out_of_range,
+                "unseen": self.unseen, "sum": self.sum, "sumsq": self.sumsq,
+                "mismatch_example": self.mismatch_example,
+                "unseen_values": dict(self.unseen_values)}
+
+    def restore(self, state: State) -> None:
+        self.counts = unarray(state["counts"], self.counts.shape)
+        for name in ("rows", "nulls", "missing", "mismatched", "out_of_bounds",
+                     "out_of_range", "unseen"):
+            setattr(self, name, int(state[name]))
+        self.sum, self.sumsq = float(state["sum"]), float(state["sumsq"])
+        self.mismatch_example = state["mismatch_example"]
+        self.unseen_values = Counter({str(k): int(v) for k, v in state["unseen_values"].items()})
 
     def reset(self) -> None:
         self.counts[:] = 0
@@ -187,6 +205,25 @@ class InputMonitor:
                 out.evaluations.append(found.evaluation(self.profile.model_id, INPUT_SCOPE,
                                                         window))
         return out
+
+    def state(self) -> State:
+        """The open window, as plain data (the reference and settings are not in it)."""
+        return {"kind": "inputs", "v": 1, "clock": self._clock.state(),
+                "columns": {name: acc.state() for name, acc in self._accs.items()},
+                "new_features": dict(self._new_features),
+                "windows_closed": self.windows_closed}
+
+    def restore(self, state: State) -> None:
+        """Resume the open window; StateError if it was kept for other columns or bins."""
+        state = check(state, "inputs", 1)
+        if set(state["columns"]) != set(self._accs):
+            raise StateError("the model's columns changed")
+        self._clock.restore(state["clock"])
+        for name, acc in self._accs.items():
+            acc.restore(state["columns"][name])
+        self._new_features = Counter({str(k): int(v)
+                                      for k, v in state["new_features"].items()})
+        self.windows_closed = int(state["windows_closed"])
 
     def _add(self, preds: Sequence[Prediction]) -> None:
         rows = [p.features for p in preds]
@@ -360,6 +397,15 @@ class LabelMonitor:
         self._acc = _new_acc(profile.label)
         self._clock = WindowClock(settings.window_events, settings.window_seconds,
                                   settings.min_window_events)
+
+    def state(self) -> State:
+        return {"kind": "labels", "v": 1, "clock": self._clock.state(),
+                "acc": self._acc.state()}
+
+    def restore(self, state: State) -> None:
+        state = check(state, "labels", 1)
+        self._clock.restore(state["clock"])
+        self._acc.restore(state["acc"])
 
     def update(self, labels: Sequence[Any], seq: NDArray[np.int64],
                ts: NDArray[np.float64]) -> Findings:

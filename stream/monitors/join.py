@@ -39,8 +39,13 @@ cut otherwise, the size bound or the wait would have pushed one of them out firs
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
+from stream.state import State, check
+
+_COUNTERS = ("added", "matched", "unmatched", "late", "after_eviction", "expired",
+             "evicted", "replaced")
 REMEMBER_DROPPED = 50_000  # keys of dropped predictions kept to tell a late label's fate
 LATENESS_SAMPLES = 1_000
 
@@ -224,6 +229,36 @@ class LabelJoin:
                 self.unmatched += 1
                 self._fate(s, old_t, "unknown")
         return out
+
+    def state(self) -> State:
+        """What waits, what was dropped, the clocks and counters, as plain data (rows and
+        outcomes as lists; :meth:`restore` turns them back with the caller's functions)."""
+        return {
+            "kind": "join", "v": 1,
+            "pending": [[k, t, s, list(row)] for k, (t, s, row) in self._pending.items()],
+            "early": [[k, t, s, outcome] for k, (t, s, outcome) in self._early.items()],
+            "dropped": [[k, why, t] for k, (why, t) in self._dropped.items()],
+            "pred_clock": self.pred_clock, "out_clock": self.out_clock,
+            "first_ts": self.first_ts, "lateness": list(self.lateness),
+            "counters": {name: getattr(self, name) for name in _COUNTERS},
+        }
+
+    def restore(self, state: State, row: Callable[[Any], tuple[Any, ...]],
+                outcome: Callable[[Any], Any]) -> None:
+        """Resume from :meth:`state` (bounds are the current configuration's: what is over
+        them is dropped at the next event); ``row`` and ``outcome`` rebuild what waits."""
+        state = check(state, "join", 1)
+        self._pending = OrderedDict((k, (float(t), int(s), row(r)))
+                                    for k, t, s, r in state["pending"])
+        self._early = OrderedDict((k, (float(t), int(s), outcome(o)))
+                                  for k, t, s, o in state["early"])
+        self._dropped = OrderedDict((k, (str(why), float(t))) for k, why, t in state["dropped"])
+        self.pred_clock, self.out_clock = float(state["pred_clock"]), float(state["out_clock"])
+        self.first_ts = None if state["first_ts"] is None else float(state["first_ts"])
+        self.lateness = deque((float(x) for x in state["lateness"]), maxlen=LATENESS_SAMPLES)
+        for name in _COUNTERS:
+            setattr(self, name, int(state["counters"][name]))
+        self.fates = []
 
     def take_fates(self) -> list[Fate]:
         """The fates recorded since the last call, in event order."""

@@ -38,6 +38,7 @@ from stream.signals import (
     Signal,
     Window,
 )
+from stream.state import State, array, check, unarray
 from watchkeeper.config import HIGHER_IS_BETTER, MonitoringSettings
 
 FloatArray = NDArray[np.float64]
@@ -146,6 +147,27 @@ class _Series:
                 np.concatenate((self.p[start:], self.p[:self.pos])),
                 np.concatenate((self.s[start:], self.s[:self.pos])))
 
+    def state(self) -> State:
+        return {"y": array(self.y), "p": array(self.p), "s": array(self.s),
+                "seq": array(self.seq), "ts": array(self.ts), "pos": self.pos,
+                "count": self.count, "evaluations": self.evaluations, "peak": self.peak,
+                "run_start": self.run_start, "run_labels": self.run_labels,
+                "newest": self.newest, "alarmed": self.alarmed,
+                "cusum": self.cusum.value if self.cusum is not None else None}
+
+    def restore(self, state: State) -> None:
+        shape = (self.size,)
+        self.y, self.p, self.s = (unarray(state[k], shape) for k in ("y", "p", "s"))
+        self.seq, self.ts = unarray(state["seq"], shape), unarray(state["ts"], shape)
+        self.pos, self.count = int(state["pos"]), int(state["count"])
+        self.evaluations, self.peak = int(state["evaluations"]), float(state["peak"])
+        self.run_start = None if state["run_start"] is None else int(state["run_start"])
+        self.run_labels = int(state["run_labels"])
+        self.newest, self.alarmed = int(state["newest"]), int(state["alarmed"])
+        if self.cusum is not None and state["cusum"] is not None:
+            # the sum carries over; its threshold and line are the current configuration's
+            self.cusum.value = min(float(state["cusum"]), self.cusum.cap * self.cusum.h)
+
     def bounds(self, w: int) -> tuple[int, int, float, float]:
         """First and last seq and ts of the last ``w`` pairs."""
         first, last = (self.pos - w) % self.size, (self.pos - 1) % self.size
@@ -178,6 +200,25 @@ class PerformanceMonitor:
         self._versions: set[str] = set()
         self.slices_overflow = 0
         self.labels = 0
+
+    def state(self) -> State:
+        """Every series' labels and CUSUM, as plain data (references and thresholds are
+        the configuration's: they are applied again on restore)."""
+        return {"kind": "performance", "v": 1,
+                "series": [[k[0], k[1], s.state()] for k, s in self._series.items()],
+                "codes": [[dim, [[key, code] for key, code in codes.items()]]
+                          for dim, codes in self._codes.items()],
+                "versions": sorted(self._versions), "slices_overflow": self.slices_overflow,
+                "labels": self.labels}
+
+    def restore(self, state: State) -> None:
+        state = check(state, "performance", 1)
+        for slice_key, version, series_state in state["series"]:
+            self._get((slice_key, version)).restore(series_state)
+        self._codes = {int(dim): {key: int(code) for key, code in codes}
+                       for dim, codes in state["codes"]}
+        self._versions = set(state["versions"])
+        self.slices_overflow, self.labels = int(state["slices_overflow"]), int(state["labels"])
 
     def _get(self, key: tuple[str | None, str | None]) -> _Series:
         s = self._series.get(key)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from stream.signals import Window
+from stream.state import StateError
 
 
 @dataclass(slots=True)
@@ -83,6 +85,18 @@ class WindowClock:
             out.append((i, end, self._close() if self.count >= self.size else None))
             i = end
         return out
+
+    def state(self) -> dict[str, int | float]:
+        """Where the open window stands (plain data for a checkpoint)."""
+        return {"count": self.count, "start_seq": self.start_seq, "start_ts": self.start_ts,
+                "last_seq": self.last_seq, "last_ts": self.last_ts}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        self.start_seq, self.start_ts = int(state["start_seq"]), float(state["start_ts"])
+        self.last_seq, self.last_ts = int(state["last_seq"]), float(state["last_ts"])
+        if self.count > self.size:
+            raise StateError(f"a window of {self.count} events, longer than {self.size}")
 
     def _close(self) -> Window:
         window = Window(self.start_seq, self.last_seq, self.start_ts, self.last_ts, self.count)

@@ -252,22 +252,37 @@ def test_a_successor_fetching_differently_rebuilds_quietly_and_takes_nothing_twi
         assert conn.exec_driver_sql("SELECT count(*) FROM page_log").scalar() == 1
 
 
-def test_a_checkpoint_of_an_older_format_starts_the_monitors_afresh_at_its_offsets(
+class _Planted:
+    """What a hostile row could hold: a pickle that, if loaded, runs code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(self.path),))
+
+
+@pytest.mark.parametrize("kind", ["earlier pickle", "planted code", "garbage"])
+def test_a_checkpoint_it_cannot_read_starts_the_monitors_afresh_and_runs_nothing(
     setup: tuple[LiveProcessor, SqlStore, list[bytes]], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, kind: str,
 ) -> None:
     processor, store, lines = setup
     processor.process(incoming(lines[:100]))
     saved = store.load_checkpoint("wk", 0)
     assert saved is not None
-    # what the first format held: the bare core, pickled
-    old = zlib.compress(pickle.dumps(processor.pipelines[0].core), 1)
-    store.apply(Changes(), dry_run=True, checkpoint=replace(saved, state=old))
+    planted = tmp_path / "planted"
+    blob = {"earlier pickle": zlib.compress(pickle.dumps({"seq": 100, "models": {}}), 1),
+            "planted code": zlib.compress(pickle.dumps(_Planted(planted)), 1),
+            "garbage": b"\x00" * 64}[kind]
+    store.apply(Changes(), dry_run=True, checkpoint=replace(saved, state=blob))
     again = LiveProcessor(processor.config, store, app_id="wk")
     with caplog.at_level(logging.WARNING, logger="watchkeeper.live"):
         out = again.process(incoming(lines[:150]))
-    assert "a checkpoint of the first format" in caplog.text
+    assert "a checkpoint this version cannot read" in caplog.text
+    assert not planted.exists()  # the row was only ever decoded as data
     assert out.events == 50  # what the checkpoint held is skipped, the rest processed
     core = again.pipelines[0].core
     assert core.processed == 50 and core.seq >= 100
     with pytest.raises(StaleCheckpoint):
-        again.pipelines[0].restore(old)
+        again.pipelines[0].restore(blob)

@@ -11,7 +11,6 @@ reference's distribution, so it stays quiet.
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -485,7 +484,7 @@ def test_join_expiry_does_not_depend_on_batch_size() -> None:
         join = core.counters()["join"]
         assert (join["expired"], join["matched"], join["late_outcomes"],
                 join["waiting_outcomes"]) == (1, 1, 1, 0), batch
-        states.append(pickle.dumps(core.models["m"].join))
+        states.append(core.models["m"].join.state())
     assert states[0] == states[1] == states[2]
 
 
@@ -502,7 +501,7 @@ def test_outcome_before_its_prediction_does_not_depend_on_batch_size() -> None:
                 join["waiting_outcomes"]) == (2, 0, 0, 0), batch
         perf = core.models["m"].performance
         assert perf is not None
-        results.append(pickle.dumps(perf))
+        results.append(perf.state())
     assert results[0] == results[1] == results[2]  # the same labels, in the same order
 
 
