@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from alerts.model import Alert
 from alerts.score import CORRUPTION, impact
-from watchkeeper.config import TriagePolicy
+from config.file import TriagePolicy
 
 
 def is_cause(alert: Alert, policy: TriagePolicy) -> bool:

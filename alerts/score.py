@@ -8,7 +8,7 @@ Persistence raises a score a little; "not actionable" feedback on the same model
 subject lowers it geometrically, until it stops paging.
 
 >>> from alerts.model import Alert
->>> from watchkeeper.config import TriagePolicy
+>>> from config.file import TriagePolicy
 >>> a = Alert("a1", "fp", "m", "drift", "x", "psi", None, None, 0.0, 0.0, 0, 0, 1, 0.4, 0.2, {})
 >>> severity, factors = score(a, TriagePolicy(), not_actionable=0)
 >>> severity, [f.name for f in factors]
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.model import Alert, Factor, Incident, Route
-from watchkeeper.config import TriagePolicy
+from config.file import TriagePolicy
 
 CORRUPTION = 0.85
 PERFORMANCE = 0.7

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import msgspec
 
+from config.file import load_config
+from sim.scenarios import generate, write_scenario
 from stream.core import Core
 from stream.events import EventDecoder
 from stream.reference import load_profiles
-from stream.scenarios import generate, write_scenario
-from watchkeeper.config import load_config
 from watchkeeper.runtime import GC_GEN0_THRESHOLD, tune_gc
 
 

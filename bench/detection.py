@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from config.file import PerformanceSettings
 from stream.monitors.cusum import Cusum
 from stream.monitors.performance import reference_margin
-from watchkeeper.config import PerformanceSettings
 
 # labels between two alarms for the second to be a new alert and page (the default flap
 # window is 20 evaluations of 100 labels)

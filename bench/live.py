@@ -43,15 +43,15 @@ from kafka import KafkaProducer
 from sqlalchemy import create_engine, text
 
 from alerts.store.schema import database_url, upgrade
-from stream.app import ensure_topics
+from config.file import load_config
+from config.settings import WorkerSettings
+from services.worker.admin import ensure_topics
+from sim.produce import produce
+from sim.scenarios import generate, write_scenario
 from stream.core import Core
-from stream.produce import produce
 from stream.reference import load_profiles
-from stream.scenarios import generate, write_scenario
 from stream.topics import Topics
-from watchkeeper.config import load_config
 from watchkeeper.runtime import tune_gc
-from watchkeeper.settings import WorkerSettings
 
 
 async def _drain(bootstrap: str, topics: tuple[str, ...], expected: int,

@@ -7,7 +7,7 @@ Data, and nothing else (every figure names its source):
 - ``river``: streams built from river's concept-drift generators (``river.datasets.synth``:
   SEA, Agrawal, Hyperplane, ``ConceptDriftStream``) and its bundled real datasets (Bananas,
   Shuttle), each with a model trained on the pre-drift concept (``bench/cases.py``);
-- ``generator``: the project's own seeded scenarios (``stream/scenarios.py``).
+- ``generator``: the project's own seeded scenarios (``sim/scenarios.py``).
 
 Every stream runs at two traffic rates (200 events/s: a prediction every 0.005 s; and one
 prediction every 10 minutes), with label delays of 0, 1 and 30 days, as one file through the
@@ -58,9 +58,9 @@ import yaml
 from cases import Case, build_cases
 from variants import Labelled, lines, place, replay_backlog, replay_file
 
-from stream.scenarios import SCENARIOS, generate
+from config.file import Config, load_config
+from sim.scenarios import SCENARIOS, generate
 from stream.signals import Signal
-from watchkeeper.config import Config, load_config
 from watchkeeper.runtime import tune_gc
 
 DRIFT_KINDS = ("drift", "prediction_drift", "label_drift")
@@ -70,7 +70,7 @@ EVIDENCE_PREDICTIONS = 2_000
 
 
 @dataclass(frozen=True)
-class Incident:
+class TrueIncident:
     onset: int  # prediction index
     end: int | None  # first prediction after it (None: to the end)
     actionable: bool
@@ -86,7 +86,7 @@ class Stream:
     model: dict[str, Any]
     reference: list[dict[str, Any]]
     rows: list[Labelled]
-    incidents: tuple[Incident, ...]
+    incidents: tuple[TrueIncident, ...]
 
 
 def from_case(case: Case) -> Stream:
@@ -98,7 +98,7 @@ def from_case(case: Case) -> Stream:
     reference = [{**event(i, r, "ref-"), "type": "prediction", "ts": 1_500_000_000 + i,
                   "label": r.label} for i, r in enumerate(case.reference)]
     rows = [Labelled(event(i, r, "r"), r.label, r.label_mode) for i, r in enumerate(case.rows)]
-    incidents = tuple(Incident(t.onset, t.end, t.actionable, t.note) for t in case.incidents)
+    incidents = tuple(TrueIncident(t.onset, t.end, t.actionable, t.note) for t in case.incidents)
     return Stream(case.name, "river", case.source, case.model_id, dict(case.model), reference,
                   rows, incidents)
 
@@ -131,9 +131,9 @@ def from_scenario(name: str, seed: int, predictions: int) -> Stream:
     assert isinstance(models, dict)
     model = dict(models[model_id])
     model.pop("reference", None)
-    incidents = tuple(Incident(onset if onset is not None else 0, None, i.actionable,
+    incidents = tuple(TrueIncident(onset if onset is not None else 0, None, i.actionable,
                                i.description) for i in sc.incidents)
-    return Stream(f"{name}-{seed}", "generator", f"stream.scenarios.generate({name!r}, "
+    return Stream(f"{name}-{seed}", "generator", f"sim.scenarios.generate({name!r}, "
                   f"seed={seed})", model_id, model, list(sc.reference), rows, incidents)
 
 
@@ -169,7 +169,7 @@ class Tally:
         }
 
 
-def assign(q: int, incidents: Sequence[Incident], total: int) -> int:
+def assign(q: int, incidents: Sequence[TrueIncident], total: int) -> int:
     """The actionable incident (its index among the actionable ones) a page at prediction
     ``q`` belongs to, or -1 (a false page)."""
     hit = -1
@@ -180,7 +180,7 @@ def assign(q: int, incidents: Sequence[Incident], total: int) -> int:
     return hit
 
 
-def score(page_predictions: Sequence[int], incidents: Sequence[Incident], total: int,
+def score(page_predictions: Sequence[int], incidents: Sequence[TrueIncident], total: int,
           max_delay: int) -> Tally:
     """Score pages (as prediction indices) against the truth of one run."""
     t = Tally(runs=1, pages=len(page_predictions))

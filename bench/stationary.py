@@ -3,7 +3,7 @@ change, through the whole pipeline (every monitor, triage); how many pages and a
 
 Data: river's SEA generator (``river.datasets.synth.SEA(variant=0, noise=0.05)``, a
 logistic regression trained on it; 80 % of the predictions get their label as an outcome
-a minute later), and the project's own ``stationary`` scenario (``stream/scenarios.py``).
+a minute later), and the project's own ``stationary`` scenario (``sim/scenarios.py``).
 
 Usage: ``python bench/stationary.py [--predictions 1000000] [--only river|generator]``;
 prints JSON. Goal (issue 9): no page.
@@ -27,9 +27,9 @@ from river import compose, linear_model, preprocessing
 from river.datasets import synth
 from variants import Labelled, lines, place, replay_file
 
-from stream.scenarios import generate, write_scenario
+from config.file import Config, load_config
+from sim.scenarios import generate, write_scenario
 from stream.signals import Signal
-from watchkeeper.config import Config, load_config
 from watchkeeper.runtime import tune_gc
 
 

@@ -10,7 +10,8 @@ of the events alone.
   order; inline labels stay on their prediction.
 - :func:`interleave`: the input topics merged another way, each topic's order kept.
 - :func:`replay_file`: the in-process pipeline over events in batches of any size.
-- :func:`replay_backlog`: the live worker's processor (:class:`stream.live.LiveProcessor`,
+- :func:`replay_backlog`: the live worker's processor
+  (:class:`services.worker.processor.MessageProcessor`,
   with its topic alignment) fed as a consumer catching up topics that already hold every
   event: fetches of ``batch`` records, one topic drained before the others, the engine
   pausing what the aligner holds too much of, as the direct engine does.
@@ -33,10 +34,10 @@ from sqlalchemy import text
 
 from alerts.model import Page
 from alerts.store.sql import SqlStore
-from stream.live import Incoming, LiveProcessor
+from config.file import Config
+from services.pipeline import Pipeline
+from services.worker.processor import Incoming, MessageProcessor
 from stream.signals import Signal, iso
-from watchkeeper.config import Config
-from watchkeeper.pipeline import Pipeline
 
 # model, kind, subject, slice, version, statistic of the lead alert; the page's event index
 PageKey = tuple[str, str, str, str | None, str | None, str, int]
@@ -142,7 +143,8 @@ def replay_backlog(config: Config, events: Sequence[dict[str, Any]], *, batch: i
                    align: bool = True) -> list[PageKey]:
     """A worker started after every event was produced: fetches of up to ``batch`` records
     from the topics of one partition, ``first`` drained before the others, topics the
-    processor finds crowded paused (as :class:`stream.direct.DirectWorker` does). Record
+    processor finds crowded paused (as
+    :class:`services.worker.aiokafka_engine.AiokafkaWorker` does). Record
     times are the events' production order. Returns its pages, from its store."""
     logs: dict[str, list[Incoming]] = {t: [] for t in TOPICS}
     for k, ev in enumerate(events):
@@ -151,7 +153,7 @@ def replay_backlog(config: Config, events: Sequence[dict[str, Any]], *, batch: i
                                     .encode(), _encode(ev), timestamp=k))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = SqlStore(f"sqlite:///{tmp}/backlog.db")
-        processor = LiveProcessor(config, store, app_id="backlog", inputs=TOPICS,
+        processor = MessageProcessor(config, store, app_id="backlog", inputs=TOPICS,
                                   checkpoint_interval=1e9)
         heads = dict.fromkeys(TOPICS, 0)
         order = (first, *(t for t in TOPICS if t != first))

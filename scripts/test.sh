@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set up and run the whole check: lint (ruff), types (mypy), then every test (pytest:
-# unit, doctest, scenario and integration tests). Starts PostgreSQL (scripts/postgres.sh)
-# when DATABASE_URL is not set and Kafka (scripts/kafka.sh) when KAFKA_BOOTSTRAP is not
-# set, and stops what it started. Exits non-zero on any failure,
+# Set up and run the whole check: lint (ruff), types (mypy), the layers (lint-imports),
+# then every test (pytest: unit, doctest, scenario and integration tests). Starts
+# PostgreSQL (scripts/postgres.sh) when DATABASE_URL is not set and Kafka (scripts/kafka.sh)
+# when KAFKA_BOOTSTRAP is not set, and stops what it started. Exits non-zero on any failure,
 # and when pytest collected no test. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,9 @@ bash scripts/setup.sh || exit 1
 echo "== ruff"
 .venv/bin/ruff check . || exit 1
 echo "== mypy"
-.venv/bin/mypy stream alerts watchkeeper migrations bench tests || exit 1
+.venv/bin/mypy config stream alerts services sim migrations watchkeeper bench tests || exit 1
+echo "== lint-imports (the layers in pyproject.toml)"
+.venv/bin/lint-imports || exit 1
 
 started=()
 cleanup() {

@@ -35,9 +35,9 @@ from alerts.store.tables import (
     PageRow,
     StateRow,
 )
+from config.file import OnCallSpec
+from config.settings import SlackSettings
 from services.slack_blocks import page_message, resolved_message
-from watchkeeper.config import OnCallSpec
-from watchkeeper.settings import SlackSettings
 
 log = logging.getLogger("watchkeeper.notifier")
 DIGEST_KEY = "digest"

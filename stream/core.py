@@ -6,7 +6,7 @@ updates are vectorised per batch); every event gets an index (``seq``) in arriva
 and results do not depend on how the stream was cut into batches (but for an outcome that
 comes before its prediction at the join's bounds: see :mod:`stream.monitors.join`).
 
->>> from watchkeeper.config import load_config_text
+>>> from config.file import load_config_text
 >>> from stream.reference import build_profile
 >>> from stream.events import Prediction
 >>> cfg = load_config_text("models: {m: {task: regression, reference: r.jsonl}}")
@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from config.file import Config, MonitoringSettings
 from stream.columns import MISSING
 from stream.events import DedupeSet, Event, EventDecoder, Metric, Outcome, Prediction, Reject
 from stream.monitors.business import BusinessMonitor
@@ -42,7 +43,6 @@ from stream.monitors.performance import Labelled, PerformanceMonitor
 from stream.reference import ClassIndex, ModelProfile, SliceDim
 from stream.signals import Evaluation, Findings, Signal
 from stream.state import State, StateError, check
-from watchkeeper.config import Config, MonitoringSettings
 
 T = TypeVar("T")
 Rows = NDArray[np.intp]  # indices into a batch's events

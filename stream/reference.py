@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from config.errors import ConfigError
+from config.file import Config, FeatureSpec, ModelConfig
 from stream.columns import MISSING, extract, numeric
 from stream.events import EventDecoder, Prediction
 from stream.metrics import Estimate, compute
 from stream.monitors.estimate import Calibration
-from watchkeeper.config import Config, FeatureSpec, ModelConfig
-from watchkeeper.errors import ConfigError
 
 MIN_REFERENCE_ROWS = 50
 MAX_CATEGORIES = 1000

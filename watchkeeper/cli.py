@@ -19,18 +19,18 @@ from typing import IO, Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.model import Incident, Page
-from alerts.pipeline import Triage
 from alerts.store.schema import current, database_url, downgrade, head, upgrade
 from alerts.store.sql import SqlStore
+from alerts.triage import Triage
+from config.errors import ConfigError, InputError, RetryableError
+from config.file import load_config
+from config.settings import Settings, load_settings
+from services.pipeline import Pipeline
+from services.replay import ReplayReport, replay
 from stream.events import Reject
-from stream.runner import ReplayReport, replay
 from stream.signals import Signal, iso
 from stream.topics import Topics
-from watchkeeper.config import load_config
-from watchkeeper.errors import ConfigError, InputError, RetryableError
-from watchkeeper.pipeline import Pipeline
 from watchkeeper.runtime import tune_gc
-from watchkeeper.settings import Settings, load_settings
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -313,7 +313,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.scenarios import SCENARIOS, generate, write_scenario
+    from sim.scenarios import SCENARIOS, generate, write_scenario
 
     if args.scenario not in SCENARIOS:
         return _fail(f"unknown scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}")
@@ -343,7 +343,7 @@ def _produce(events: list[dict[str, object]], args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from stream.produce import produce, producer
+    from sim.produce import produce, producer
 
     try:
         kafka = producer(args.bootstrap)
@@ -367,9 +367,9 @@ def _produce(events: list[dict[str, object]], args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from stream.app import ensure_topics, run_worker
-    from stream.live import LiveProcessor
-    from watchkeeper.settings import WorkerSettings
+    from config.settings import WorkerSettings
+    from services.worker.admin import ensure_topics
+    from services.worker.processor import MessageProcessor
 
     overrides = {k: v for k, v in (("config", args.config), ("kafka_bootstrap", args.bootstrap),
                                    ("database_url", args.db)) if v is not None}
@@ -392,7 +392,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     # Faust commits the offsets of the messages its agent took: only a checkpoint with
     # every batch keeps its commits behind the state (the direct engine commits them itself)
     interval = worker.checkpoint_interval if worker.engine == "direct" else 0.0
-    processor = LiveProcessor(config, store, app_id=worker.app_id,
+    processor = MessageProcessor(config, store, app_id=worker.app_id,
                               dry_run=not settings.slack.enabled, checkpoint_interval=interval,
                               inputs=Topics.for_prefix(worker.topic_prefix).inputs)
     try:
@@ -401,11 +401,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return _unavailable(RetryableError(f"cannot reach Kafka at "
                                            f"{worker.kafka_bootstrap}: {exc}"))
     if worker.engine == "direct":
-        from stream.direct import run_direct
+        from services.worker.aiokafka_engine import run_aiokafka
 
-        run_direct(worker, processor)
+        run_aiokafka(worker, processor)
     else:
-        run_worker(worker, processor)
+        from services.worker.faust_engine import run_faust
+
+        run_faust(worker, processor)
     return EXIT_OK
 
 
@@ -541,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--revision")
     dbp.set_defaults(func=cmd_db)
 
-    from stream.scenarios import SCENARIOS
+    from sim.scenarios import SCENARIOS
 
     s = sub.add_parser("simulate", help="write a seeded scenario stream with its ground truth")
     s.add_argument("--scenario", required=True, help=f"one of: {', '.join(SCENARIOS)}")

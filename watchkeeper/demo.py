@@ -18,12 +18,12 @@ from rich.table import Table
 
 from alerts.model import Route
 from alerts.store.sql import SqlStore
-from stream.runner import replay
-from stream.scenarios import SCENARIOS, generate, write_scenario
+from config.file import load_config
+from services.pipeline import Pipeline
+from services.replay import replay
+from sim.scenarios import SCENARIOS, generate, write_scenario
 from stream.signals import iso
-from watchkeeper.config import load_config
 from watchkeeper.history import console as make_console
-from watchkeeper.pipeline import Pipeline
 
 DEMO_PREDICTIONS = 20_000
 DRIFT_KINDS = ("drift", "prediction_drift", "label_drift")

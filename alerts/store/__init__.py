@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from alerts.model import Silence
-from alerts.pipeline import Changes, Triage
+from alerts.triage import Changes, Triage
+from config.file import TriagePolicy
 from stream.events import Reject
-from watchkeeper.config import TriagePolicy
 
 
 @dataclass(frozen=True, slots=True)

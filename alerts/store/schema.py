@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-
-import migrations
 
 
 def database_url(db: str) -> str:
@@ -31,7 +29,10 @@ def database_url(db: str) -> str:
 
 def alembic_config(url: str) -> AlembicConfig:
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # The migrations are data to the store: Alembic runs the scripts in that folder (a
+    # package that sits above the store, its env.py reads the tables' metadata), so the
+    # store locates them and does not import them.
+    cfg.set_main_option("script_location", str(files("migrations")))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

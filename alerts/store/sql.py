@@ -24,7 +24,6 @@ from sqlalchemy.orm import DeclarativeBase
 
 from alerts.fingerprint import stable_id
 from alerts.model import Alert, Factor, Incident, Route, Silence, Status
-from alerts.pipeline import Changes, Triage
 from alerts.store import Checkpoint, Progress, schema
 from alerts.store.tables import (
     AcknowledgementRow,
@@ -42,8 +41,9 @@ from alerts.store.tables import (
     SnapshotRow,
     StateRow,
 )
+from alerts.triage import Changes, Triage
+from config.file import TriagePolicy
 from stream.events import Reject
-from watchkeeper.config import TriagePolicy
 
 CLOCKS_KEY = "triage_clocks"  # written before migration 0006: every clock in one row (read)
 CLOCK_PREFIX = "triage_clock:"  # a row per model (keyed by a hash: ids can be long)

@@ -18,10 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 from river import stats, utils
 
+from config.file import BusinessMetricSpec, MonitoringSettings
 from stream.signals import Evaluation, EvidenceValue, Findings, Kind, Scope, Signal, Window
 from stream.state import State, StateError, check
 from stream.stats import welch_drop_z, z_critical
-from watchkeeper.config import BusinessMetricSpec, MonitoringSettings
 
 
 @dataclass(slots=True)

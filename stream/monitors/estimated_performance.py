@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from config.file import MonitoringSettings
 from stream.monitors.cusum import Cusum
 from stream.monitors.estimate import calibration_check, estimate
 from stream.monitors.performance import reference_margin
@@ -53,7 +54,6 @@ from stream.signals import (
     Window,
 )
 from stream.state import State, StateError, array, check, unarray
-from watchkeeper.config import MonitoringSettings
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

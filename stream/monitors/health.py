@@ -40,6 +40,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from config.file import MonitoringSettings
 from stream.monitors.join import LabelJoin
 from stream.monitors.window import WindowClock
 from stream.reference import ModelProfile
@@ -54,7 +55,6 @@ from stream.signals import (
     Window,
 )
 from stream.state import State, check
-from watchkeeper.config import MonitoringSettings
 
 HEALTH = Kind.MONITORING_HEALTH
 DAY = 86_400.0

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from config.file import MonitoringSettings
 from stream.columns import categorical, extract_all, numeric
 from stream.events import Prediction
 from stream.monitors.window import WindowClock
@@ -44,7 +45,6 @@ from stream.signals import (
 )
 from stream.state import State, StateError, array, check, unarray
 from stream.stats import chi2_homogeneity_p, psi, rate_increase_z, z_critical
-from watchkeeper.config import MonitoringSettings
 
 MIN_DRIFT_VALUES = 100
 TESTS_PER_COLUMN = 6

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from config.file import HIGHER_IS_BETTER, MonitoringSettings
 from stream.metrics import Estimate, compute
 from stream.monitors.cusum import Cusum
 from stream.reference import ModelProfile
@@ -39,7 +40,6 @@ from stream.signals import (
     Window,
 )
 from stream.state import State, array, check, unarray
-from watchkeeper.config import HIGHER_IS_BETTER, MonitoringSettings
 
 FloatArray = NDArray[np.float64]
 BLOCK_METRICS = frozenset({"roc_auc", "f1"})

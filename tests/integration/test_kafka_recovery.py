@@ -23,13 +23,13 @@ from kafka.partitioner.default import murmur2
 from sqlalchemy import create_engine, text
 
 from alerts.store.schema import database_url, upgrade
-from stream.app import ensure_topics
-from stream.produce import produce
-from stream.scenarios import generate, write_scenario
+from config.file import load_config
+from config.settings import WorkerSettings
+from services.pipeline import Pipeline, checkpoint_state
+from services.worker.admin import ensure_topics
+from sim.produce import produce
+from sim.scenarios import generate, write_scenario
 from stream.topics import Topics
-from watchkeeper.config import load_config
-from watchkeeper.pipeline import Pipeline, checkpoint_state
-from watchkeeper.settings import WorkerSettings
 
 ENGINES = ["faust", "direct"]
 

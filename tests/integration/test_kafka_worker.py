@@ -16,11 +16,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
 from alerts.store.schema import database_url, upgrade
-from stream.app import ensure_topics
-from stream.produce import produce
-from stream.scenarios import generate, write_scenario
+from config.settings import WorkerSettings
+from services.worker.admin import ensure_topics
+from sim.produce import produce
+from sim.scenarios import generate, write_scenario
 from stream.topics import Topics
-from watchkeeper.settings import WorkerSettings
 
 BAD = [
     b"not json at all",

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from alerts.pipeline import Changes
 from alerts.store.schema import database_url, downgrade, upgrade
 from alerts.store.sql import SqlStore
-from stream.scenarios import generate, write_scenario
+from alerts.triage import Changes
+from config.file import TriagePolicy
+from sim.scenarios import generate, write_scenario
 from watchkeeper.cli import main
-from watchkeeper.config import TriagePolicy
 
 ALERT_HISTORY = ["alert_id", "fingerprint", "model_id", "kind", "subject", "severity", "status",
                  "first_seen", "last_seen", "occurrences", "paged", "acknowledged_at",

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from alerts.pipeline import Triage
-from stream.runner import replay
-from stream.scenarios import SCENARIOS, generate, write_scenario
+from alerts.triage import Triage
+from config.file import load_config
+from services.pipeline import Pipeline, Totals
+from services.replay import replay
+from sim.scenarios import SCENARIOS, generate, write_scenario
 from stream.signals import Signal
-from watchkeeper.config import load_config
-from watchkeeper.pipeline import Pipeline, Totals
 
 Group = tuple[str, str, str]  # kind, subject, statistic
 

@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alerts.pipeline import Triage
+from alerts.triage import Triage
+from config.file import Config, load_config
+from sim.scenarios import Scenario, generate, write_scenario
 from stream.core import Core
 from stream.reference import load_profiles
-from stream.scenarios import Scenario, generate, write_scenario
-from watchkeeper.config import Config, load_config
 
 if TYPE_CHECKING:
     # bench/ holds scripts, not a package: mypy, given bench/, names the module "variants"

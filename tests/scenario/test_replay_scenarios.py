@@ -1,6 +1,6 @@
 """Scenario tests: replay every seeded scenario and pin which signals fire, and where.
 
-Each scenario (``stream.scenarios``) injects a known incident at a known event index. For
+Each scenario (``sim.scenarios``) injects a known incident at a known event index. For
 each one we pin the exact set of signal groups ``(kind, subject, statistic)`` that fire,
 the index window in which each group fires *first*, and that nothing fires before the
 onset. Groups listed as ``optional`` are real but weak side effects (e.g. a slight score
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.scenarios import SCENARIOS, generate
+from sim.scenarios import SCENARIOS, generate
 from stream.signals import Kind
 from tests.scenario.conftest import Run, run_scenario
 

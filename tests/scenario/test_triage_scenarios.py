@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.model import Route, Status
-from stream.scenarios import SCENARIOS
+from sim.scenarios import SCENARIOS
 from tests.scenario.conftest import Run
 
 # scenario -> [(event index of the page, kind, subject, slice) of its lead alert]

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-import watchkeeper.pipeline as pipeline_module
+import services.pipeline as pipeline_module
 from alerts.store.sql import SqlStore
+from config.file import load_config
 from services.api import build_api
-from stream.scenarios import generate, write_scenario
+from sim.scenarios import generate, write_scenario
 from tests.services.test_slack_flow import paged, slack  # noqa: F401 - fixtures
 from watchkeeper.cli import main
-from watchkeeper.config import load_config
 
 TOKEN = "s3cret-token"
 ACTION = {"ack": "acknowledge", "resolve": "resolve", "silence": "silence",

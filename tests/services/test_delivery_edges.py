@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from alerts.model import Status
-from alerts.pipeline import Changes
 from alerts.store.sql import SqlStore, json_dumps
+from alerts.triage import Changes
+from config.file import TriagePolicy
+from config.settings import SlackSettings
 from services.notifier import Notifier, slack_client
 from tests.fakes.slack import FakeSlack, Fault
 from tests.services.test_slack_flow import (  # noqa: F401 - fixtures
@@ -24,8 +26,6 @@ from tests.services.test_slack_flow import (  # noqa: F401 - fixtures
     sign,
     slack,
 )
-from watchkeeper.config import TriagePolicy
-from watchkeeper.settings import SlackSettings
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -22,16 +22,16 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from alerts.pipeline import Triage
 from alerts.store.sql import SqlStore
+from alerts.triage import Triage
+from config.file import OnCallSpec, Shift, TriagePolicy
+from config.settings import SlackSettings
 from services.api import build_api
 from services.notifier import Notifier, slack_client
-from stream.scenarios import generate, write_scenario
+from sim.scenarios import generate, write_scenario
 from stream.signals import Evaluation, Kind, Scope, Signal, Window
 from tests.fakes.slack import FakeSlack, Fault
 from watchkeeper.cli import main
-from watchkeeper.config import OnCallSpec, Shift, TriagePolicy
-from watchkeeper.settings import SlackSettings
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_900_000_000.0

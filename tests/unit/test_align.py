@@ -1,4 +1,4 @@
-"""Aligning a partition's input topics by record time (``stream.align``), and the live
+"""Aligning a partition's input topics by record time (``services.worker.align``), and the live
 processor catching up a backlog through it: the same pages as the file replay, at the
 same event indices."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stream.align import Aligner
-from stream.live import Incoming
-from stream.scenarios import generate, write_scenario
-from watchkeeper.config import load_config
+from config.file import load_config
+from services.worker.align import Aligner
+from services.worker.processor import Incoming
+from sim.scenarios import generate, write_scenario
 
 if TYPE_CHECKING:
     # bench/ holds scripts, not a package: mypy, given bench/, names the module "variants"

@@ -12,10 +12,10 @@ import msgspec
 import pytest
 import yaml
 
-from stream.scenarios import generate, write_scenario
+from config.file import Config, load_config
+from services.pipeline import CHECKPOINT_FORMAT, Pipeline
+from sim.scenarios import generate, write_scenario
 from stream.state import decode
-from watchkeeper.config import Config, load_config
-from watchkeeper.pipeline import CHECKPOINT_FORMAT, Pipeline
 
 MODEL = "car_loan"
 

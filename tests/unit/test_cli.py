@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stream.scenarios import SCENARIOS, generate, write_scenario
+from sim.scenarios import SCENARIOS, generate, write_scenario
 from watchkeeper.cli import main
 
 SUMMARY = re.compile(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from watchkeeper.config import Config, load_config, load_config_text
-from watchkeeper.errors import ConfigError, PermanentError
+from config.errors import ConfigError, PermanentError
+from config.file import Config, load_config, load_config_text
 
 CONTRACT_EXAMPLE = """\
 models:

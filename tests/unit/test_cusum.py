@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from config.file import PerformanceSettings
 from stream.monitors.cusum import Cusum, breakeven_p1
-from watchkeeper.config import PerformanceSettings
 
 H = PerformanceSettings().cusum_h  # the default threshold
 

@@ -15,12 +15,12 @@ import json
 import numpy as np
 
 from alerts.model import Alert
-from alerts.pipeline import Triage
+from alerts.triage import Triage
+from config.file import TriagePolicy, load_config_text
 from stream.core import Core
 from stream.events import Prediction
 from stream.reference import build_profile
 from stream.signals import Kind, Signal
-from watchkeeper.config import TriagePolicy, load_config_text
 
 T0 = 1_700_000_000.0
 CONFIG = """\

@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from config.file import load_config
+from sim.scenarios import generate, write_scenario
 from stream.core import Core
 from stream.events import DECODE_CHUNK, DedupeSet, EventDecoder, Reject
 from stream.reference import SliceDim, load_profiles
-from stream.scenarios import generate, write_scenario
-from watchkeeper.config import load_config
 
 MODEL = "car_loan"
 

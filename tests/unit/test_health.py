@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.pipeline import Triage
+from alerts.triage import Triage
+from config.file import TriagePolicy, load_config_text
 from stream.core import Core
 from stream.events import Prediction
 from stream.reference import build_profile
@@ -20,7 +21,6 @@ from tests.unit.test_monitors import (
     pred,
     pred_line,
 )
-from watchkeeper.config import TriagePolicy, load_config_text
 
 DAY = 86_400.0
 

@@ -14,12 +14,12 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from config.file import load_config_text
 from stream.core import Core
 from stream.events import Prediction
 from stream.monitors.inputs import INPUT_SCOPE
 from stream.reference import build_profile
 from stream.signals import Kind, Signal
-from watchkeeper.config import load_config_text
 
 COLORS = ("red", "green", "blue", "white")
 T0 = 1_000_000.0

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from config.errors import ConfigError
+from config.file import ModelConfig, load_config, load_config_text
 from stream.events import Prediction
 from stream.reference import (
     CategoricalProfile,
@@ -18,8 +20,6 @@ from stream.reference import (
     build_profile,
     load_profiles,
 )
-from watchkeeper.config import ModelConfig, load_config, load_config_text
-from watchkeeper.errors import ConfigError
 
 
 def model_config(body: str = "task: binary_classification") -> ModelConfig:

@@ -1,4 +1,4 @@
-"""Tests for the seeded scenario generator (stream.scenarios)."""
+"""Tests for the seeded scenario generator (sim.scenarios)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import msgspec
 import pytest
 import yaml
 
-from stream.scenarios import (
+from sim.scenarios import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,
     SCENARIOS,

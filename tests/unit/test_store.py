@@ -2,7 +2,7 @@
 
 Pins the migrations, the CONTRACT §4 views read with plain ``sqlite3``, the outbox, the
 idempotency of every write, how ``load_triage`` resumes, rejected events, and one
-end-to-end replay of a seeded scenario through :class:`watchkeeper.pipeline.Pipeline`.
+end-to-end replay of a seeded scenario through :class:`services.pipeline.Pipeline`.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import pytest
 from sqlalchemy import insert
 
 from alerts.model import Route, Silence, Status
-from alerts.pipeline import Changes, Triage
 from alerts.store import schema
 from alerts.store.sql import SqlStore
 from alerts.store.tables import FeedbackRow, SilenceRow
+from alerts.triage import Changes, Triage
+from config.file import SilenceSpec, TriagePolicy, load_config
+from services.pipeline import Pipeline
+from services.replay import replay
+from sim.scenarios import generate, write_scenario
 from stream.events import Reason, Reject
-from stream.runner import replay
-from stream.scenarios import generate, write_scenario
 from stream.signals import Evaluation, Kind, Scope, Signal, Window
-from watchkeeper.config import SilenceSpec, TriagePolicy, load_config
-from watchkeeper.pipeline import Pipeline
 
 T0 = 1_551_398_400.0  # 2019-03-01T00:00:00Z
 HOUR = 3600.0

@@ -1,4 +1,4 @@
-"""Alert triage (``alerts.pipeline.Triage``) driven with hand-built signals.
+"""Alert triage (``alerts.triage.Triage``) driven with hand-built signals.
 
 Pins, for the default :class:`TriagePolicy`: fingerprints, dedupe and idempotent
 re-processing, severity and route on impact ("page on impact, not on change"), grouping
@@ -16,10 +16,10 @@ import pytest
 
 from alerts.fingerprint import fingerprint
 from alerts.model import Alert, Incident, Route, Silence, Status
-from alerts.pipeline import Changes, Triage
+from alerts.triage import Changes, Triage
+from config.file import TriagePolicy
 from stream.monitors.inputs import INPUT_SCOPE
 from stream.signals import Evaluation, Kind, Scope, Signal, Window
-from watchkeeper.config import TriagePolicy
 
 T0 = 1_551_398_400.0  # 2019-03-01T00:00:00Z
 MODEL = "car_loan"

@@ -6,7 +6,7 @@ that a typo cannot silently disable a check. Errors are one line and name the ke
 >>> load_config_text("models: {m: {task: regression, reference: r.jsonl, wat: 1}}")
 Traceback (most recent call last):
 ...
-watchkeeper.errors.ConfigError: models.m.wat: Extra inputs are not permitted
+config.errors.ConfigError: models.m.wat: Extra inputs are not permitted
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from watchkeeper.errors import ConfigError
+from config.errors import ConfigError
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 MetricName = Literal["accuracy", "roc_auc", "f1", "mae", "rmse"]

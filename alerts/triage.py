@@ -28,8 +28,8 @@ from alerts.inhibit import inhibit
 from alerts.model import Alert, Incident, Page, Route, Silence, Status
 from alerts.score import is_muted, route_for, score, score_incident
 from alerts.silence import silence
+from config.file import TriagePolicy
 from stream.signals import Evaluation, Signal
-from watchkeeper.config import TriagePolicy
 
 FeedbackKey = tuple[str, str, str]  # model_id, kind, subject
 
@@ -79,7 +79,7 @@ class Triage:
     Parameters
     ----------
     policy
-        Thresholds and counts (:class:`watchkeeper.config.TriagePolicy`).
+        Thresholds and counts (:class:`config.file.TriagePolicy`).
     alerts, incidents
         State to resume from (e.g. loaded from the store): the latest alert of every
         fingerprint, and the incidents that are not resolved (or that a recently resolved

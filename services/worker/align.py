@@ -15,7 +15,7 @@ nothing for ``max_hold`` seconds no longer holds the others, and at most ``max_h
 messages are held (the oldest go first); the engine pauses a topic that holds more than
 ``pause_at`` so that the consumer fetches the others.
 
->>> from stream.live import Incoming
+>>> from services.worker.processor import Incoming
 >>> a = Aligner(("p", "o"))
 >>> msgs = [Incoming("p", 0, i, None, b"", timestamp=t) for i, t in enumerate([1, 2, 5, 9])]
 >>> [m.timestamp for m in a.release(msgs, behind={"o"})]  # no outcome read yet: wait
@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stream.live import Incoming
+    from services.worker.processor import Incoming
 
 
 class Aligner:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.model import Page
-from alerts.pipeline import Changes, Triage
 from alerts.store import Checkpoint, Progress, Store
+from alerts.triage import Changes, Triage
+from config.file import Config
 from stream.core import BatchResult, Core
 from stream.reference import load_profiles
 from stream.signals import Signal
 from stream.state import State, StateError, decode, encode
-from watchkeeper.config import Config
 
 MUTES_REFRESH_SECONDS = 30.0
 # 2: evaluations, the join's own clocks; 3: estimated performance (2 and 3 were pickles);

@@ -93,7 +93,7 @@ __all__ = [
     "NUMERIC_FEATURES",
     "SCENARIOS",
     "Expectation",
-    "Incident",
+    "InjectedIncident",
     "Scenario",
     "ScenarioFiles",
     "generate",
@@ -239,7 +239,7 @@ class Expectation:
 
 
 @dataclass(frozen=True)
-class Incident:
+class InjectedIncident:
     """An injected incident and its ground truth."""
 
     name: str
@@ -258,7 +258,7 @@ class Scenario:
     events: list[dict[str, object]]
     reference: list[dict[str, object]]
     config: dict[str, object]
-    incidents: tuple[Incident, ...]
+    incidents: tuple[InjectedIncident, ...]
 
 
 @dataclass(frozen=True)
@@ -503,7 +503,7 @@ def _label_shifted(rng: np.random.Generator, n: int) -> tuple[_Population, _Floa
     return pop, np.concatenate(uniforms)
 
 
-def _incident(name: str, onset_index: int) -> Incident:
+def _incident(name: str, onset_index: int) -> InjectedIncident:
     slice_name = f"{_FAILING_SLICE[0]}={_FAILING_SLICE[1]}"
     specs: dict[str, tuple[bool, tuple[Expectation, ...], str]] = {
         "benign_drift": (
@@ -564,7 +564,7 @@ def _incident(name: str, onset_index: int) -> Incident:
         ),
     }
     actionable, expect, description = specs[name]
-    return Incident(name, onset_index, actionable, expect, description)
+    return InjectedIncident(name, onset_index, actionable, expect, description)
 
 
 def _config(name: str) -> dict[str, object]:
@@ -709,7 +709,7 @@ def generate(
 
     if onset_line < 0:  # no metric event after the onset (practically impossible)
         onset_line = onset_prediction_line
-    incidents: tuple[Incident, ...] = ()
+    incidents: tuple[InjectedIncident, ...] = ()
     if name != "stationary":
         incidents = (_incident(name, onset_line),)
     reference = _reference(seed, reference_size)

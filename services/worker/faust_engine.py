@@ -1,6 +1,6 @@
 """The Faust application: topics, the worker's agent, and its lifecycle.
 
-Built by :func:`build_app` from settings (no import-time app). Faust does what it is good
+Built by :func:`build_faust_app` from settings (no import-time app). Faust does what it is good
 at: the app, topic declarations, the consumer group and its rebalancing, offset commits.
 The hot path pays Faust's per-message cost once per message and the pipeline's cost per
 batch: the agent takes up to ``batch_max`` messages at a time (``take_events``), and a
@@ -9,17 +9,16 @@ message may itself carry a JSON array of events (CONTRACT §1).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import faust
 
-from stream.live import Incoming, LiveProcessor
+from config.settings import WorkerSettings
+from services.worker.processor import Incoming, MessageProcessor
 from stream.topics import Topics
-from watchkeeper.settings import WorkerSettings
 
 
-def build_app(settings: WorkerSettings, processor: LiveProcessor) -> faust.App:
+def build_faust_app(settings: WorkerSettings, processor: MessageProcessor) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -67,26 +66,8 @@ def build_app(settings: WorkerSettings, processor: LiveProcessor) -> faust.App:
     return app
 
 
-def ensure_topics(settings: WorkerSettings) -> None:
-    """Create the worker's topics (co-partitioned: the same partition count) if missing."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-    try:
-        existing = set(admin.list_topics())
-        missing = [NewTopic(name, settings.partitions, 1)
-                   for name in Topics.for_prefix(settings.topic_prefix).all
-                   if name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                admin.create_topics(missing)
-    finally:
-        admin.close()
-
-
-def run_worker(settings: WorkerSettings, processor: LiveProcessor) -> None:
+def run_faust(settings: WorkerSettings, processor: MessageProcessor) -> None:
     """Run the worker until it is stopped (SIGTERM/SIGINT); topics must exist
-    (:func:`ensure_topics`)."""
-    app = build_app(settings, processor)
+    (:func:`services.worker.admin.ensure_topics`)."""
+    app = build_faust_app(settings, processor)
     faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()

@@ -1,14 +1,15 @@
-"""The direct engine: the worker's hot path on an aiokafka consumer group, no Faust
-per-message machinery (``WATCHKEEPER_ENGINE=direct``).
+"""The aiokafka engine (``WATCHKEEPER_ENGINE=direct``, the default): the worker's hot path
+on an aiokafka consumer group, without Faust's per-message machinery.
 
 Faust costs about 60 µs a message before any work is done; with single-event messages
 that is most of the budget. This engine reads batches with ``getmany`` and hands them to
-the same :class:`stream.live.LiveProcessor`. Rebalancing is Kafka's consumer-group
+the same :class:`services.worker.processor.MessageProcessor`. Rebalancing is Kafka's consumer-group
 protocol: on assignment each partition's checkpoint is loaded and the consumer seeks just
 past the offsets it holds; only checkpointed offsets are committed (checkpoints are written
 every ``checkpoint_interval`` seconds, in a batch's transaction or when idle, and on a clean
 stop). After a crash or a rebalance the new owner resumes the checkpoint and rebuilds what
-followed it quietly (:class:`stream.live.LiveProcessor`): nothing lost, nothing twice.
+followed it quietly (:class:`services.worker.processor.MessageProcessor`): nothing lost,
+nothing twice.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from stream.live import Incoming, LiveProcessor, Outputs
+from config.settings import WorkerSettings
+from services.worker.processor import Incoming, MessageProcessor, Outputs
 from stream.topics import Topics
-from watchkeeper.settings import WorkerSettings
 
-log = logging.getLogger("watchkeeper.direct")
+log = logging.getLogger("watchkeeper.worker.aiokafka")
 
 
 class _Default(dict[int, set[str]]):
@@ -37,7 +38,7 @@ class _Default(dict[int, set[str]]):
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: DirectWorker) -> None:
+    def __init__(self, worker: AiokafkaWorker) -> None:
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -50,10 +51,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.resume(set(assigned))
 
 
-class DirectWorker:
+class AiokafkaWorker:
     """Consume the input topics as one consumer group, process per batch, commit after."""
 
-    def __init__(self, settings: WorkerSettings, processor: LiveProcessor) -> None:
+    def __init__(self, settings: WorkerSettings, processor: MessageProcessor) -> None:
         self.settings = settings
         self.processor = processor
         self.topics = Topics.for_prefix(settings.topic_prefix)
@@ -120,7 +121,7 @@ class DirectWorker:
     async def _behind(self) -> dict[int, set[str]]:
         """Per partition, the input topics with records not read yet (the consumer's
         position short of the high watermark, or no fetch yet to tell): the aligner holds
-        the others back to them (:mod:`stream.align`)."""
+        the others back to them (:mod:`services.worker.align`)."""
         assert self.consumer is not None
         behind: dict[int, set[str]] = {}
         for tp in self.consumer.assignment():
@@ -177,11 +178,11 @@ class DirectWorker:
                 await self.producer.stop()
 
 
-def run_direct(settings: WorkerSettings, processor: LiveProcessor) -> None:
+def run_aiokafka(settings: WorkerSettings, processor: MessageProcessor) -> None:
     """Run the direct engine until SIGTERM/SIGINT."""
     logging.basicConfig(level=settings.log_level.upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
-    worker = DirectWorker(settings, processor)
+    worker = AiokafkaWorker(settings, processor)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

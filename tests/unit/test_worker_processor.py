@@ -1,4 +1,4 @@
-"""The live adapter without Kafka: partitions, dead letters, checkpoints, redelivery and
+"""The worker's processor without Kafka: partitions, dead letters, checkpoints, redelivery and
 revocation, on an SQLite store."""
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alerts.pipeline import Changes
 from alerts.store.sql import SqlStore
-from stream.live import Incoming, LiveProcessor
-from stream.scenarios import generate, write_scenario
-from watchkeeper.config import load_config
-from watchkeeper.pipeline import StaleCheckpoint
+from alerts.triage import Changes
+from config.file import load_config
+from services.pipeline import StaleCheckpoint
+from services.worker.processor import Incoming, MessageProcessor
+from sim.scenarios import generate, write_scenario
 
 TOPIC = "wk.predictions"
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[LiveProcessor, SqlStore, list[bytes]]:
+def setup(tmp_path: Path) -> tuple[MessageProcessor, SqlStore, list[bytes]]:
     scenario = generate("broken_pipeline", predictions=3_000, seed=7)
     files = write_scenario(scenario, tmp_path / "bp.jsonl")
     store = SqlStore(str(tmp_path / "wk.db"))
-    processor = LiveProcessor(load_config(files.config), store, app_id="wk")
+    processor = MessageProcessor(load_config(files.config), store, app_id="wk")
     return processor, store, [msgspec.json.encode(e) for e in scenario.events]
 
 
@@ -36,7 +36,7 @@ def incoming(values: list[bytes], start: int = 0, partition: int = 0) -> list[In
 
 
 def test_bad_messages_become_dead_letters_with_their_coordinates(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]],
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
 ) -> None:
     processor, _, lines = setup
     batch = incoming([lines[0], b"{nope", lines[1], b"[7]"], start=40, partition=2)
@@ -52,7 +52,7 @@ def test_bad_messages_become_dead_letters_with_their_coordinates(
 
 
 def test_every_batch_is_checkpointed_with_its_offsets(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]],
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
 ) -> None:
     processor, store, lines = setup
     processor.process(incoming(lines[:100]))
@@ -64,17 +64,17 @@ def test_every_batch_is_checkpointed_with_its_offsets(
 
 
 def test_a_restarted_processor_resumes_and_skips_what_its_checkpoint_holds(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]], tmp_path: Path,
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]], tmp_path: Path,
 ) -> None:
     processor, store, lines = setup
     n = len(lines)
     for start in range(0, n // 2, 500):
         processor.process(incoming(lines[start:min(start + 500, n // 2)], start=start))
-    reference = LiveProcessor(processor.config, SqlStore(str(tmp_path / "ref.db")), app_id="r")
+    reference = MessageProcessor(processor.config, SqlStore(str(tmp_path / "ref.db")), app_id="r")
     for start in range(0, n, 500):
         reference.process(incoming(lines[start:start + 500], start=start))
 
-    restarted = LiveProcessor(processor.config, store, app_id="wk")
+    restarted = MessageProcessor(processor.config, store, app_id="wk")
     # Kafka redelivers from an older committed offset: the overlap is skipped
     for start in range(n // 2 - 300, n, 500):
         restarted.process(incoming(lines[start:start + 500], start=start))
@@ -92,7 +92,7 @@ def test_a_restarted_processor_resumes_and_skips_what_its_checkpoint_holds(
 
 
 def test_revoked_partitions_are_forgotten_and_resume_from_their_checkpoint(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]],
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
 ) -> None:
     processor, _, lines = setup
     processor.process(incoming(lines[:200]))
@@ -119,11 +119,11 @@ def progress(store: SqlStore) -> list[tuple[int, str, int]]:
 
 
 def test_checkpoints_follow_their_interval_and_only_they_may_be_committed(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]],
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
 ) -> None:
     processor, store, lines = setup
     clock = FakeClock()
-    processor = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=10,
+    processor = MessageProcessor(processor.config, store, app_id="wk", checkpoint_interval=10,
                               clock=clock)
     processor.process(incoming(lines[:100]))  # a partition's first batch: checkpointed
     clock.now = 4
@@ -154,17 +154,17 @@ def alert_rows(store: SqlStore) -> list[tuple[object, ...]]:
 
 
 def test_a_worker_killed_between_checkpoints_is_resumed_exactly(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]], tmp_path: Path,
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]], tmp_path: Path,
 ) -> None:
     processor, store, lines = setup
     n = len(lines)
     ref_store = SqlStore(str(tmp_path / "ref.db"))
-    reference = LiveProcessor(processor.config, ref_store, app_id="r")
+    reference = MessageProcessor(processor.config, ref_store, app_id="r")
     for start in range(0, n, 250):
         reference.process(incoming(lines[start:start + 250], start=start))
 
     clock = FakeClock()
-    first = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=60,
+    first = MessageProcessor(processor.config, store, app_id="wk", checkpoint_interval=60,
                           clock=clock)
     for start in range(0, 2 * n // 3, 250):  # past the page: alerts and the page are written
         clock.now += 1
@@ -174,7 +174,7 @@ def test_a_worker_killed_between_checkpoints_is_resumed_exactly(
     assert alert_rows(store) and any(paged for *_, paged in alert_rows(store))
     del first  # killed: what followed its checkpoint is processed again
 
-    second = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=60)
+    second = MessageProcessor(processor.config, store, app_id="wk", checkpoint_interval=60)
     for start in range(committed[(TOPIC, 0)], n, 250):
         second.process(incoming(lines[start:start + 250], start=start))
     second.flush(force=True)
@@ -218,7 +218,7 @@ def occurrences(store: SqlStore) -> set[tuple[str, int, float]]:
 
 
 def test_a_successor_fetching_differently_rebuilds_quietly_and_takes_nothing_twice(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]],
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
 ) -> None:
     processor, store, lines = setup
     topics = by_topic(lines)
@@ -226,7 +226,7 @@ def test_a_successor_fetching_differently_rebuilds_quietly_and_takes_nothing_twi
     for k in range(bad):  # a bad message now and then, as dead letters to be
         topics["wk.predictions"].insert(250 * k + 7, b'{"type": "prediction"')
     order = ["wk.predictions", "wk.outcomes", "wk.metrics"]
-    first = LiveProcessor(processor.config, store, app_id="wk", checkpoint_interval=1e9)
+    first = MessageProcessor(processor.config, store, app_id="wk", checkpoint_interval=1e9)
     batches = fetches(topics, {}, 300, order)
     for batch in batches[:len(batches) * 4 // 5]:
         first.process(batch)
@@ -236,7 +236,7 @@ def test_a_successor_fetching_differently_rebuilds_quietly_and_takes_nothing_twi
     committed = {topic: offset for (topic, _), offset in first.committable().items()}
     del first  # killed
 
-    second = LiveProcessor(processor.config, store, app_id="wk")
+    second = MessageProcessor(processor.config, store, app_id="wk")
     # Kafka redelivers from the committed offsets; the fetches cut and interleave otherwise
     for batch in fetches(topics, committed, 1000, order[::-1]):
         second.process(batch)
@@ -264,7 +264,7 @@ class _Planted:
 
 @pytest.mark.parametrize("kind", ["earlier pickle", "planted code", "garbage"])
 def test_a_checkpoint_it_cannot_read_starts_the_monitors_afresh_and_runs_nothing(
-    setup: tuple[LiveProcessor, SqlStore, list[bytes]], caplog: pytest.LogCaptureFixture,
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]], caplog: pytest.LogCaptureFixture,
     tmp_path: Path, kind: str,
 ) -> None:
     processor, store, lines = setup
@@ -276,8 +276,8 @@ def test_a_checkpoint_it_cannot_read_starts_the_monitors_afresh_and_runs_nothing
             "planted code": zlib.compress(pickle.dumps(_Planted(planted)), 1),
             "garbage": b"\x00" * 64}[kind]
     store.apply(Changes(), dry_run=True, checkpoint=replace(saved, state=blob))
-    again = LiveProcessor(processor.config, store, app_id="wk")
-    with caplog.at_level(logging.WARNING, logger="watchkeeper.live"):
+    again = MessageProcessor(processor.config, store, app_id="wk")
+    with caplog.at_level(logging.WARNING, logger="watchkeeper.worker"):
         out = again.process(incoming(lines[:150]))
     assert "a checkpoint this version cannot read" in caplog.text
     assert not planted.exists()  # the row was only ever decoded as data

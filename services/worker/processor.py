@@ -1,10 +1,12 @@
-"""The live adapter: Kafka messages (from the Faust app) → the pipeline → output messages.
+"""The worker's processor: Kafka messages (from either engine) → the pipeline → output
+messages.
 
 Thin on purpose: it groups a batch of Kafka events by input partition (topics are
 co-partitioned by ``model_id``, so a model lives in one partition), feeds each partition's
-own :class:`watchkeeper.pipeline.Pipeline`, and turns what comes out into messages for
-``watchkeeper.signals`` and ``watchkeeper.deadletter``. No Faust import: the app hands it
-``(topic, partition, offset, key, value)`` tuples.
+own :class:`services.pipeline.Pipeline`, and turns what comes out into messages for
+``watchkeeper.signals`` and ``watchkeeper.deadletter``. No Kafka client import: the
+engines (:mod:`services.worker.aiokafka_engine`, :mod:`services.worker.faust_engine`) hand it
+:class:`Incoming` messages.
 """
 
 from __future__ import annotations
@@ -16,18 +18,18 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from alerts.store import Checkpoint, Progress, Store
-from stream.align import Aligner
+from config.file import Config
+from services.pipeline import Pipeline, StaleCheckpoint
+from services.worker.align import Aligner
 from stream.signals import Signal
-from watchkeeper.config import Config
-from watchkeeper.pipeline import Pipeline, StaleCheckpoint
 
-log = logging.getLogger("watchkeeper.live")
+log = logging.getLogger("watchkeeper.worker")
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """One Kafka message; ``timestamp`` is its record time (ms), which orders the input
-    topics of a partition (:mod:`stream.align`)."""
+    topics of a partition (:mod:`services.worker.align`)."""
 
     topic: str
     partition: int
@@ -52,7 +54,7 @@ class Outputs:
     events: int = 0  # accepted, duplicates and rejected
 
 
-class LiveProcessor:
+class MessageProcessor:
     """One pipeline per input partition, resumed from its checkpoint.
 
     Every batch's alerts and pages are written in one transaction, with the partition's
@@ -211,7 +213,7 @@ class LiveProcessor:
                 behind: Callable[[int], Collection[str]] | None = None) -> Outputs:
         """Process a fetch. With ``behind`` (the input topics of a partition that still
         have unread records), each partition's topics are aligned by record time
-        (:mod:`stream.align`) first: what cannot be processed yet is held."""
+        (:mod:`services.worker.align`) first: what cannot be processed yet is held."""
         started = time.perf_counter()
         out = self._process(batch, behind)
         log.info("batch: %d messages, %d events in %.1f ms", len(batch), out.events,

@@ -1,0 +1,1 @@
+"""The bottom layer: the configuration file, the process settings, the error hierarchy."""

@@ -1,0 +1,1 @@
+"""The Kafka worker: the per-partition processor and the engines that feed it."""

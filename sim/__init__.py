@@ -1,0 +1,1 @@
+"""The simulator: seeded scenarios with ground truth, and their producer to Kafka."""
