@@ -27,7 +27,7 @@ def dedupe(previous: Alert | None, fp: str, signal: Signal, flap_window: int,
         flaps = previous.flaps + 1
     return Alert(
         alert_id=stable_id("alert", fp, signal.seq), fingerprint=fp,
-        model_id=signal.model_id, kind=str(signal.kind), subject=signal.subject,
+        model_id=signal.model_id, kind=signal.kind, subject=signal.subject,
         statistic=signal.statistic, slice=signal.slice, model_version=signal.model_version,
         first_seen=signal.ts, last_seen=signal.ts, first_seq=signal.seq, last_seq=signal.seq,
         occurrences=1, value=signal.value, threshold=signal.threshold,

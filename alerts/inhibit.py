@@ -14,20 +14,21 @@ from dataclasses import replace
 from alerts.model import Alert
 from alerts.score import CORRUPTION, impact
 from config.file import TriagePolicy
+from stream.signals import Kind
 
 
 def is_cause(alert: Alert, policy: TriagePolicy) -> bool:
-    return (alert.active and alert.kind in ("schema", "data_quality")
+    return (alert.active and alert.kind in (Kind.SCHEMA, Kind.DATA_QUALITY)
             and impact(alert, policy).value >= CORRUPTION)
 
 
 def inhibit(alert: Alert, same_model: Iterable[Alert], policy: TriagePolicy) -> Alert:
     """Set or clear ``inhibited_by`` on ``alert`` given the model's other alerts."""
     cause: Alert | None = None
-    if alert.kind in ("drift", "prediction_drift"):
+    if alert.kind in (Kind.DRIFT, Kind.PREDICTION_DRIFT):
         for other in same_model:
             if other.alert_id != alert.alert_id and is_cause(other, policy) and (
-                alert.kind == "prediction_drift" or other.subject == alert.subject
+                alert.kind == Kind.PREDICTION_DRIFT or other.subject == alert.subject
             ):
                 cause = other
                 break

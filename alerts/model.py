@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from stream.signals import Kind
+
 
 class Status(StrEnum):
     OPEN = "open"
@@ -45,7 +47,7 @@ class Alert:
     alert_id: str
     fingerprint: str
     model_id: str
-    kind: str
+    kind: Kind
     subject: str
     statistic: str
     slice: str | None
@@ -121,7 +123,7 @@ class Page:
     incident_id: str
     alert_id: str
     model_id: str
-    kind: str
+    kind: Kind
     subject: str
     paged_at: float
     channel: str
@@ -141,7 +143,7 @@ class Silence:
     silence_id: str
     ends_at: float
     model_id: str | None = None
-    kind: str | None = None
+    kind: Kind | None = None
     subject: str | None = None
     starts_at: float = 0.0
     created_by: str = ""

@@ -9,7 +9,7 @@ subject lowers it geometrically, until it stops paging.
 
 >>> from alerts.model import Alert
 >>> from config.file import TriagePolicy
->>> a = Alert("a1", "fp", "m", "drift", "x", "psi", None, None, 0.0, 0.0, 0, 0, 1, 0.4, 0.2, {})
+>>> a = Alert("a1", "fp", "m", Kind.DRIFT, "x", "psi", None, None, 0.0, 0.0, 0, 0, 1, 0.4, 0.2, {})
 >>> severity, factors = score(a, TriagePolicy(), not_actionable=0)
 >>> severity, [f.name for f in factors]
 (0.2, ['impact'])
@@ -21,12 +21,13 @@ from typing import Any
 
 from alerts.model import Alert, Factor, Incident, Route
 from config.file import TriagePolicy
+from stream.signals import Kind
 
 CORRUPTION = 0.85
 PERFORMANCE = 0.7
 BUSINESS = 0.75
 HEALTH = 0.8  # a blind monitor is actionable: performance is not watched at all
-CONTEXT = {"drift": 0.2, "prediction_drift": 0.3, "label_drift": 0.3}
+CONTEXT = {Kind.DRIFT: 0.2, Kind.PREDICTION_DRIFT: 0.3, Kind.LABEL_DRIFT: 0.3}
 PERSISTENCE_STEP = 0.05
 PERSISTENCE_MAX = 0.15
 BREADTH_STEP = 0.03
@@ -41,9 +42,9 @@ def _num(evidence: dict[str, Any], key: str, default: float = 0.0) -> float:
 def impact(alert: Alert, policy: TriagePolicy) -> Factor:
     """The base score: how much a person must care about this kind of finding."""
     kind, stat, ev = alert.kind, alert.statistic, alert.evidence
-    if kind == "schema":
+    if kind == Kind.SCHEMA:
         return Factor("impact", CORRUPTION, f"schema break: {stat} {alert.value:.2%}")
-    if kind == "data_quality":
+    if kind == Kind.DATA_QUALITY:
         if stat in ("null_rate", "out_of_bounds_rate"):
             return Factor("impact", CORRUPTION, f"data corruption: {stat} {alert.value:.2%}")
         if stat == "out_of_range_rate" and alert.value >= policy.out_of_range_corruption_rate:
@@ -55,7 +56,7 @@ def impact(alert: Alert, policy: TriagePolicy) -> Factor:
             return Factor("impact", CORRUPTION,
                           f"{alert.value:.0%} of values are categories never seen")
         return Factor("impact", 0.3, f"{stat} {alert.value:.2%}: unusual values, not corruption")
-    if kind == "performance":
+    if kind == Kind.PERFORMANCE:
         drop = _num(ev, "drop")
         max_drop = _num(ev, "max_drop", 0.0) or 1e-9
         excess = min(max(drop / max_drop - 1.0, 0.0), 3.0)
@@ -73,15 +74,15 @@ def impact(alert: Alert, policy: TriagePolicy) -> Factor:
                                              f"(below {policy.min_slice_share:.0%})")
             note += f" on a slice of {share:.1%} of traffic"
         return Factor("impact", min(base, 0.95), note)
-    if kind == "business_metric":
+    if kind == Kind.BUSINESS_METRIC:
         rel = _num(ev, "relative_drop")
         return Factor("impact", BUSINESS, f"{alert.subject} fell {rel:.1%} from its reference")
-    if kind == "monitoring_health":
+    if kind == Kind.MONITORING_HEALTH:
         reason = ev.get("reason") or f"{stat} {alert.value:.4g}"
         if stat == "calibration_z":  # estimates off; the labels still measure performance
             return Factor("impact", 0.4, f"calibration drift: {reason}")
         return Factor("impact", HEALTH, f"performance unmonitored: {reason}")
-    if kind in ("canary", "fallback"):
+    if kind in (Kind.CANARY, Kind.FALLBACK):
         return Factor("impact", PERFORMANCE, f"{kind}: {stat} {alert.value:.4g}")
     base = CONTEXT.get(kind, 0.2)
     return Factor("impact", base, f"{kind}: context for other alerts, not a page on its own")

@@ -2,6 +2,7 @@
 
     signal → fingerprint → dedupe → silence → inhibit → group → score → route → page
     evaluation → resolve (after enough clear evaluations in a row) → route
+    then: repeats after a page → thread replies (one per incident and hour of event time)
 
 Triage is pure: it keeps its state in memory and returns :class:`Changes` for a store to
 persist in one transaction. Its decisions are a function of the events alone: an alert
@@ -47,6 +48,19 @@ class Occurrence:
     evidence: dict[str, object] = field(hash=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadReply:
+    """What still fires in a paged incident, for a reply in its page's thread: one per
+    incident per hour of event time (``hour``), so repeats do not page again and do not
+    flood the thread either. ``summaries`` are the alerts that repeated, by alert id."""
+
+    incident_id: str
+    hour: int
+    summaries: dict[str, str] = field(hash=False)
+
+    SHOWN = 10  # alerts listed in one reply (the count says how many there were)
+
+
 @dataclass
 class Changes:
     """What one call changed: the latest snapshot of each touched alert and incident, the
@@ -59,6 +73,7 @@ class Changes:
     resolved_incidents: list[str] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     clocks: dict[str, float] = field(default_factory=dict)
+    thread_replies: dict[tuple[str, int], ThreadReply] = field(default_factory=dict)
 
     def merge(self, other: Changes) -> None:
         self.alerts.update(other.alerts)
@@ -68,6 +83,10 @@ class Changes:
         self.resolved_incidents.extend(other.resolved_incidents)
         self.signals.extend(other.signals)
         self.clocks.update(other.clocks)
+        for key, reply in other.thread_replies.items():
+            mine = self.thread_replies.get(key)
+            self.thread_replies[key] = reply if mine is None else replace(
+                mine, summaries={**mine.summaries, **reply.summaries})
 
     def __bool__(self) -> bool:
         return bool(self.alerts or self.incidents or self.occurrences or self.pages)
@@ -127,7 +146,25 @@ class Triage:
                 self._signal(item, changes)
             else:
                 self._evaluation(item, changes)
+        self._thread(changes)
         return changes
+
+    def _thread(self, changes: Changes) -> None:
+        """thread: an occurrence after its incident was paged goes to the page's thread
+        (a store may deliver it, or not in a dry run), grouped by incident and hour."""
+        for o in changes.occurrences:
+            alert = changes.alerts.get(o.alert_id)
+            if alert is None or alert.incident_id is None:
+                continue
+            incident = (self.incidents.get(alert.incident_id)
+                        or changes.incidents.get(alert.incident_id))
+            if incident is None or incident.paged_at is None or o.ts <= incident.paged_at:
+                continue
+            key = (alert.incident_id, int(o.ts // 3600))
+            reply = changes.thread_replies.get(key)
+            if reply is None:
+                reply = changes.thread_replies[key] = ThreadReply(*key, summaries={})
+            reply.summaries[alert.alert_id] = alert.summary
 
     def _signal(self, signal: Signal, changes: Changes) -> None:
         p = self.policy

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
 
 from alerts.model import Page
 from alerts.store.sql import SqlStore
@@ -174,13 +173,13 @@ def replay_backlog(config: Config, events: Sequence[dict[str, Any]], *, batch: i
             paused = {t for t, _ in processor.crowded()}
             if not behind(0) and not processor.holding:
                 break
-        rows = store.engine.connect().execute(text(
+        _, rows = store.query(
             "SELECT p.model_id, p.kind, p.subject, a.slice, a.model_version, a.statistic, "
             "p.seq "
             "FROM page_log p JOIN alerts a ON a.alert_id = p.alert_id "
-            "WHERE p.escalation_level = 0 ORDER BY p.seq")).all()
-        store.engine.dispose()
-    return [tuple(r) for r in rows]
+            "WHERE p.escalation_level = 0 ORDER BY p.seq")
+        store.close()
+    return rows
 
 
 def sizes(rng: random.Random, choices: Sequence[int]) -> Callable[[], Iterator[int]]:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.errors import ConfigError
+from config.kinds import Kind
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 MetricName = Literal["accuracy", "roc_auc", "f1", "mae", "rmse"]
@@ -175,7 +176,7 @@ class SilenceSpec(_Frozen):
     ends_at: datetime
     starts_at: datetime | None = None
     model_id: str | None = None
-    kind: str | None = None
+    kind: Kind | None = None
     subject: str | None = None
     comment: str = ""
 

@@ -114,11 +114,13 @@ class CommonSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Settings:
-    """The one settings object of a process, built in ``main()``: what every command
-    shares, and Slack's (the worker's own are read by the worker command)."""
+    """The one settings object of a process, built in ``main()`` and passed to the
+    command: what every command shares, Slack's (and the API token), and the worker's
+    (Kafka, the engine, batching, checkpoints)."""
 
     common: CommonSettings
     slack: SlackSettings
+    worker: WorkerSettings
 
     def database_url(self, flag: str | None) -> str | None:
         """The database a command uses: ``--db``, else ``WATCHKEEPER_DATABASE_URL``."""
@@ -127,4 +129,4 @@ class Settings:
 
 def load_settings() -> Settings:
     """Read the environment once (pydantic's ValidationError on a malformed value)."""
-    return Settings(CommonSettings(), SlackSettings())
+    return Settings(CommonSettings(), SlackSettings(), WorkerSettings())

@@ -23,12 +23,12 @@ from aiohttp import web
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from alerts.store.sql import SqlStore
-from services.slack_blocks import ACTIONS, acted_message
+from alerts.actions import Action
+from alerts.store import ActionStore
+from services.slack_blocks import acted_message
 
 log = logging.getLogger("watchkeeper.api")
 MAX_AGE_SECONDS = 300
-BUTTONS = {action for action, _, _ in ACTIONS}
 
 
 def verify_slack_signature(secret: str, timestamp: str | None, body: bytes,
@@ -55,7 +55,7 @@ def verify_slack_signature(secret: str, timestamp: str | None, body: bytes,
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | None, *,
+def build_api(store: ActionStore, signing_secret: str | None, client: WebClient | None, *,
               api_token: str | None = None,
               clock: Callable[[], float] = time.time) -> web.Application:
     """The API app. Slack interactivity needs ``signing_secret``; the HTTP actions
@@ -82,11 +82,12 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
             user = payload["user"]["id"]
         except (KeyError, IndexError, ValueError, UnicodeDecodeError, TypeError):
             return web.json_response({"error": "not a block_actions payload"}, status=400)
-        if payload.get("type") != "block_actions" or action_id not in BUTTONS:
+        if payload.get("type") != "block_actions" or action_id not in set(Action):
             return web.json_response({"error": "unsupported interaction"}, status=400)
+        pressed = Action(action_id)
         at = datetime.fromtimestamp(now, tz=UTC)
         # database and Slack calls are blocking: off the event loop
-        result = await asyncio.to_thread(store.act, alert_id, action_id, user, at)
+        result = await asyncio.to_thread(store.act, alert_id, pressed, user, at)
         if result is None:
             return web.json_response({"text": f"no alert {alert_id}"})
         channel = (payload.get("container") or {}).get("channel_id") or (
@@ -97,22 +98,21 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
         if client is not None and channel and ts:
             try:
                 await asyncio.to_thread(
-                    client.chat_update, channel=channel, ts=ts, text=f"{action_id} by {user}",
-                    blocks=acted_message(blocks, action_id, user, at.isoformat()))
+                    client.chat_update, channel=channel, ts=ts, text=f"{pressed.value} by {user}",
+                    blocks=acted_message(blocks, pressed, user, at.isoformat()))
             except SlackApiError as exc:  # the action stands; the message lags behind
                 log.warning("could not update the Slack message: %s", exc)
-        return web.json_response({"ok": True, "status": result["status"]})
+        return web.json_response({"ok": True, "status": result.status.value})
 
     async def http_action(request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "")
         if not api_token or not hmac.compare_digest(given.encode(),
                                                     f"Bearer {api_token}".encode()):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
-        action = request.match_info["action"].replace("-", "_")
-        if action == "ack":
-            action = "acknowledge"
-        if action not in BUTTONS:
-            return web.json_response({"error": f"unknown action {action!r}"}, status=404)
+        try:
+            action = Action.parse(request.match_info["action"])
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
         try:
             data = await request.json() if request.can_read_body else {}
         except ValueError:
@@ -125,9 +125,9 @@ def build_api(store: SqlStore, signing_secret: str | None, client: WebClient | N
             datetime.fromtimestamp(clock(), tz=UTC), note=str((data or {}).get("note") or ""))
         if result is None:
             return web.json_response({"error": "no such alert"}, status=404)
-        return web.json_response({"ok": True, "alert_id": result["alert_id"],
-                                  "status": result["status"],
-                                  "acknowledged_by": result["acknowledged_by"]})
+        return web.json_response({"ok": True, "alert_id": result.alert_id,
+                                  "status": result.status.value,
+                                  "acknowledged_by": result.acknowledged_by})
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -22,25 +22,14 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import case, func, insert, select, update
 
-from alerts.fingerprint import stable_id
-from alerts.store.sql import SqlStore
-from alerts.store.tables import (
-    AcknowledgementRow,
-    AlertRow,
-    DeliveryAttemptRow,
-    IncidentRow,
-    OutboxRow,
-    PageRow,
-    StateRow,
-)
+from alerts import escalate
+from alerts.store import DeliveryStore, MessageKind, OutboxMessage
 from config.file import OnCallSpec
 from config.settings import SlackSettings
 from services.slack_blocks import page_message, resolved_message
 
 log = logging.getLogger("watchkeeper.notifier")
-DIGEST_KEY = "digest"
 DIGEST_LINES = 50  # findings per digest message
 GIVE_UP_ATTEMPTS = 50  # a message that failed this often is left for a person (last_error)
 
@@ -68,7 +57,7 @@ def slack_client(settings: SlackSettings, timeout: int = 10) -> WebClient:
 
 
 class Notifier:
-    def __init__(self, store: SqlStore, client: WebClient, settings: SlackSettings, *,
+    def __init__(self, store: DeliveryStore, client: WebClient, settings: SlackSettings, *,
                  oncall: OnCallSpec | None = None, max_attempts: int = 5,
                  base_delay: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time) -> None:
@@ -87,7 +76,7 @@ class Notifier:
         if self.oncall is None:
             return "!channel" if level >= 2 else None
         shift = self.oncall.on_call(datetime.fromtimestamp(self.clock(), tz=UTC))
-        return (shift.primary, shift.secondary, "!channel")[min(level, 2)]
+        return (shift.primary, shift.secondary, "!channel")[min(level, escalate.LAST_LEVEL)]
 
     def send_digest(self, every_seconds: float) -> int:
         """Post the digest when it is due: every incident routed to the digest, not paged
@@ -95,19 +84,10 @@ class Notifier:
         message that carries it, so none is lost (late data included: the window is not a
         time range). Returns how many went out (0 when not due or empty)."""
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
-        engine = self.store.engine
-        with engine.connect() as conn:
-            state = conn.execute(select(StateRow.value).where(StateRow.key == DIGEST_KEY)
-                                 ).scalar_one_or_none()
-            last = datetime.fromisoformat(state["at"]) if state else None
-            if last is not None and (now - last).total_seconds() < every_seconds:
-                return 0
-            incidents = conn.execute(
-                select(IncidentRow.incident_id, IncidentRow.model_id, IncidentRow.summary,
-                       IncidentRow.severity)
-                .where(IncidentRow.route == "digest", IncidentRow.paged_at.is_(None),
-                       IncidentRow.digested_at.is_(None))
-                .order_by(IncidentRow.model_id, IncidentRow.opened_at)).all()
+        last = self.store.digest_sent_at()
+        if last is not None and (now - last).total_seconds() < every_seconds:
+            return 0
+        incidents = self.store.digest_items()
         sent = 0
         for start in range(0, len(incidents), DIGEST_LINES):
             chunk = incidents[start:start + DIGEST_LINES]
@@ -123,77 +103,30 @@ class Notifier:
             except DeliveryError as exc:
                 log.warning("digest not sent (will retry): %s", exc)
                 return sent
-            with engine.begin() as conn:
-                conn.execute(update(IncidentRow).where(IncidentRow.incident_id.in_(
-                    [i.incident_id for i in chunk])).values(digested_at=now))
+            self.store.mark_digested([i.incident_id for i in chunk], now)
             sent += len(chunk)
-        with engine.begin() as conn:
-            self.store.insert_rows(conn, StateRow,
-                                   [{"key": DIGEST_KEY, "value": {"at": now.isoformat()}}],
-                                   ["key"], True)
+        self.store.record_digest(now)
         return sent
 
     def escalate(self) -> int:
-        """Re-page incidents whose latest page nobody acknowledged within the SLA:
-        level 1 to the secondary, level 2 to the channel. Returns how many were queued."""
+        """Re-page incidents whose latest page nobody acknowledged within the SLA
+        (:mod:`alerts.escalate`). Returns how many were queued."""
         if self.oncall is None:
             return 0
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
         timeout = self.oncall.ack_timeout_seconds
-        queued = 0
-        with self.store.engine.begin() as conn:
-            pages = conn.execute(
-                select(PageRow).join(IncidentRow,
-                                     IncidentRow.incident_id == PageRow.incident_id)
-                .where(PageRow.dry_run.is_(False), IncidentRow.status != "resolved")
-            ).mappings().all()
-            latest: dict[str, Any] = {}
-            for page in pages:
-                seen = latest.get(page["incident_id"])
-                if seen is None or page["escalation_level"] > seen["escalation_level"]:
-                    latest[page["incident_id"]] = page
-            for page in latest.values():
-                if not page["delivered"] or page["escalation_level"] >= 2:
-                    continue  # the last level, or its page is not out yet
-                delivered = page["delivered_at"]
-                if delivered.tzinfo is None:
-                    delivered = delivered.replace(tzinfo=UTC)
-                if (now - delivered).total_seconds() < timeout:
-                    continue
-                alert_ids = list(page["alert_ids"]) or [page["alert_id"]]
-                answered = conn.execute(select(func.count()).select_from(AcknowledgementRow)
-                                        .where(AcknowledgementRow.alert_id.in_(alert_ids))
-                                        ).scalar_one()
-                statuses = conn.execute(select(AlertRow.status).where(
-                    AlertRow.alert_id.in_(alert_ids))).scalars().all()
-                if answered or any(st in ("acknowledged", "resolved") for st in statuses):
-                    continue  # a person responded (any button): no one else is woken
-                level = page["escalation_level"] + 1
-                new = {k: v for k, v in page.items()
-                       if k not in ("delivered_at", "slack_channel", "slack_ts")}
-                new.update(page_id=stable_id("page", page["incident_id"], level),
-                           escalation_level=level, paged_at=now, delivered=False)
-                self.store.insert_rows(conn, PageRow, [new], ["page_id"], False)
-                self.store.insert_rows(conn, OutboxRow, [{
-                    "message_id": new["page_id"], "kind": "page", "page_id": new["page_id"],
-                    "incident_id": page["incident_id"], "payload": {"escalation_level": level},
-                    "created_at": now, "sent_at": None, "attempts": 0, "last_error": None}],
-                    ["message_id"], False)
-                queued += 1
-                log.warning("incident %s: not acknowledged in %.0f s, escalated to level %d",
-                            page["incident_id"], timeout, level)
-        return queued
+        due = escalate.due(self.store.escalation_candidates(), now=now.timestamp(),
+                           ack_timeout=timeout)
+        for page in due:
+            self.store.queue_escalation(page, now)
+            log.warning("incident %s: not acknowledged in %.0f s, escalated to level %d",
+                        page.incident_id, timeout, page.level + 1)
+        return len(due)
 
     def deliver_pending(self) -> Report:
         """Deliver every unsent outbox message, oldest first."""
         report = Report()
-        with self.store.engine.connect() as conn:
-            ids = conn.execute(select(OutboxRow.message_id).where(
-                OutboxRow.sent_at.is_(None), OutboxRow.attempts < GIVE_UP_ATTEMPTS)
-                               .order_by(case((OutboxRow.kind == "page", 0), else_=1),
-                                         OutboxRow.created_at, OutboxRow.message_id)
-                               ).scalars().all()
-        for message_id in ids:
+        for message_id in self.store.pending_messages(GIVE_UP_ATTEMPTS):
             outcome = self._deliver_one(message_id, report)
             if outcome is True:
                 report.sent += 1
@@ -201,99 +134,77 @@ class Notifier:
                 report.failed += 1
         return report
 
+    def _ready(self, msg: OutboxMessage) -> bool:
+        """Whether a message can go now: a thread reply waits for its page to be in Slack,
+        an incident's resolution for all its pages to be out (then it updates them)."""
+        if msg.incident_id is None:
+            return True
+        if msg.kind is MessageKind.THREAD:
+            return bool(self.store.posted_pages(msg.incident_id))
+        if msg.kind is MessageKind.RESOLVE:
+            return self.store.undelivered_pages(msg.incident_id) == 0
+        return True
+
     def _deliver_one(self, message_id: str, report: Report) -> bool | None:
-        """True when delivered, False when it failed, None when it must wait (a thread
-        reply whose page is not in Slack yet)."""
-        engine = self.store.engine
-        with engine.connect() as conn:
-            msg = conn.execute(select(OutboxRow).where(OutboxRow.message_id == message_id)
-                               ).mappings().one()
-            if msg["kind"] == "thread" and self._posted_page(conn, msg["incident_id"]) is None:
-                return None
-            if msg["kind"] == "resolve" and conn.execute(
-                    select(func.count()).select_from(PageRow).where(
-                        PageRow.incident_id == msg["incident_id"],
-                        PageRow.dry_run.is_(False), PageRow.delivered.is_(False))
-            ).scalar_one():
-                return None  # a page of this incident is still to go out: update it after
+        """True when delivered, False when it failed, None when it must wait."""
+        try:
+            msg = self.store.message(message_id)
+        except ValueError as exc:  # a row this version cannot read: left for a person
+            self.store.record_attempt(message_id, datetime.fromtimestamp(self.clock(), tz=UTC),
+                                      error=f"cannot deliver: {exc}")
+            report.attempts += 1
+            return False
+        if not self._ready(msg):
+            return None
         for attempt in range(self.max_attempts):
             report.attempts += 1
             try:
                 try:
-                    where = self._send(dict(msg))
+                    where = self._send(msg)
                 except DeliveryError:
                     raise
                 except Exception as exc:  # a bad row or payload must not stop the others
                     raise DeliveryError(f"cannot deliver: {type(exc).__name__}: {exc}",
                                         retryable=False) from exc
             except DeliveryError as exc:
-                with engine.begin() as conn:
-                    conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
-                                 .values(attempts=OutboxRow.attempts + 1,
-                                         last_error=str(exc)[:1000]))
-                    conn.execute(insert(DeliveryAttemptRow).values(
-                        message_id=message_id, ok=False, error=str(exc)[:1000],
-                        attempted_at=datetime.fromtimestamp(self.clock(), tz=UTC)))
+                self.store.record_attempt(message_id,
+                                          datetime.fromtimestamp(self.clock(), tz=UTC),
+                                          error=str(exc))
                 log.warning("outbox %s: attempt %d failed: %s", message_id, attempt + 1, exc)
                 if not exc.retryable:
                     return False
                 if attempt + 1 < self.max_attempts:
                     self.sleep(exc.wait or self.base_delay * 2 ** attempt)
                 continue
-            now = datetime.fromtimestamp(self.clock(), tz=UTC)
-            with engine.begin() as conn:
-                conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
-                             .values(attempts=OutboxRow.attempts + 1, sent_at=now,
-                                     last_error=None))
-                conn.execute(insert(DeliveryAttemptRow).values(
-                    message_id=message_id, ok=True, error=None, attempted_at=now))
-                if msg["kind"] == "page" and where is not None:
-                    conn.execute(update(PageRow).where(PageRow.page_id == msg["page_id"])
-                                 .values(delivered=True, delivered_at=now,
-                                         slack_channel=where[0], slack_ts=where[1]))
+            self.store.record_attempt(message_id, datetime.fromtimestamp(self.clock(), tz=UTC),
+                                      error=None, posted=where)
             return True
         return False
 
-    def _send(self, msg: dict[str, Any]) -> tuple[str, str] | None:
-        with self.store.engine.connect() as conn:
-            if msg["kind"] == "page":
-                page = conn.execute(select(PageRow).where(PageRow.page_id == msg["page_id"])
-                                    ).mappings().one()
-                lead = conn.execute(select(AlertRow).where(AlertRow.alert_id == page["alert_id"])
-                                    ).mappings().one()
-                text, blocks = page_message(dict(page), dict(lead), self.settings.console_url,
-                                            mention=self.mention(page["escalation_level"]))
-                resp = self._call(self.client.chat_postMessage,
-                                  channel=page["channel"] or self.settings.channel,
-                                  text=text, blocks=blocks)
-                return str(resp["channel"]), str(resp["ts"])
-            if msg["kind"] == "thread":
-                root = self._posted_page(conn, msg["incident_id"])
-                assert root is not None
-                payload = msg["payload"]
-                lines = "\n".join(f"• {line}" for line in payload["summaries"])
-                self._call(self.client.chat_postMessage, channel=root["slack_channel"],
-                           thread_ts=root["slack_ts"],
-                           text=f":repeat: still firing ({payload['alerts']} alert(s)):\n"
-                                f"{lines}")
-                return None
-            if msg["kind"] == "resolve":
-                posted = conn.execute(select(PageRow).where(
-                    PageRow.incident_id == msg["incident_id"], PageRow.slack_ts.is_not(None))
-                ).mappings().all()
-                for page in posted:  # the page and its escalations
-                    text, blocks = resolved_message(page["summary"])
-                    self._call(self.client.chat_update, channel=page["slack_channel"],
-                               ts=page["slack_ts"], text=text, blocks=blocks)
-                return None
-        raise DeliveryError(f"unknown outbox kind {msg['kind']!r}", retryable=False)
-
-    @staticmethod
-    def _posted_page(conn: Any, incident_id: str) -> Any:
-        """The incident's first page that Slack has (its thread is the incident's)."""
-        return conn.execute(select(PageRow).where(
-            PageRow.incident_id == incident_id, PageRow.slack_ts.is_not(None))
-            .order_by(PageRow.escalation_level)).mappings().first()
+    def _send(self, msg: OutboxMessage) -> tuple[str, str] | None:
+        if msg.kind is MessageKind.PAGE:
+            assert msg.page_id is not None
+            page, lead = self.store.page_content(msg.page_id)
+            text, blocks = page_message(page, lead, self.settings.console_url,
+                                        mention=self.mention(page["escalation_level"]))
+            resp = self._call(self.client.chat_postMessage,
+                              channel=page["channel"] or self.settings.channel,
+                              text=text, blocks=blocks)
+            return str(resp["channel"]), str(resp["ts"])
+        assert msg.incident_id is not None
+        if msg.kind is MessageKind.THREAD:
+            root = self.store.posted_pages(msg.incident_id)[0]
+            lines = "\n".join(f"• {line}" for line in msg.payload["summaries"])
+            self._call(self.client.chat_postMessage, channel=root.slack_channel,
+                       thread_ts=root.slack_ts,
+                       text=f":repeat: still firing ({msg.payload['alerts']} alert(s)):\n"
+                            f"{lines}")
+            return None
+        for posted in self.store.posted_pages(msg.incident_id):  # the page, its escalations
+            text, blocks = resolved_message(posted.summary)
+            self._call(self.client.chat_update, channel=posted.slack_channel,
+                       ts=posted.slack_ts, text=text, blocks=blocks)
+        return None
 
     @staticmethod
     def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -312,7 +223,7 @@ class Notifier:
             raise DeliveryError(f"no answer from Slack: {exc}", retryable=True) from None
 
 
-def run_notifier(store: SqlStore, settings: SlackSettings, *, once: bool,
+def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
                  interval: float = 5.0, oncall: OnCallSpec | None = None,
                  digest_every: float = 24 * 3600) -> Report:
     """Deliver pending messages, escalations and the digest when due; once, or every

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.model import Page
-from alerts.store import Checkpoint, Progress, Store
+from alerts.store import Checkpoint, PipelineStore, Progress
 from alerts.triage import Changes, Triage
 from config.file import Config
 from stream.core import BatchResult, Core
@@ -74,7 +74,7 @@ class Totals:
 class Pipeline:
     """Core, triage and store composed; ``source`` names the input for rejected events."""
 
-    def __init__(self, config: Config, store: Store | None, *, source: str,
+    def __init__(self, config: Config, store: PipelineStore | None, *, source: str,
                  dry_run: bool = True, triage: Triage | None = None,
                  on_page: Callable[[Page], None] | None = None,
                  on_signal: Callable[[Signal], None] | None = None,
@@ -103,9 +103,9 @@ class Pipeline:
         self._refresh_mutes()
         changes = self.triage.process(result.signals, result.evaluations)
         self._count(result, changes)
-        if self.store is not None:
-            self.store.record_rejects(self.source, result.rejects)
-            self.store.apply(changes, dry_run=self.dry_run,
+        if self.store is not None:  # the batch's rejects, changes, state: one transaction
+            self.store.apply(changes, dry_run=self.dry_run, source=self.source,
+                             rejects=result.rejects,
                              checkpoint=checkpoint(self.snapshot()) if checkpoint else None,
                              progress=progress() if progress else None)
         return result

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-ACTIONS = (("acknowledge", "Acknowledge", "primary"), ("resolve", "Resolve", None),
-           ("silence", "Silence 24 h", None), ("not_actionable", "Not actionable", "danger"))
+from alerts.actions import Action
+
+STYLES = {Action.ACKNOWLEDGE: "primary", Action.NOT_ACTIONABLE: "danger"}  # Block Kit's
 
 
 def _fmt(value: Any) -> str:
@@ -46,19 +47,18 @@ def page_message(page: dict[str, Any], lead: dict[str, Any], console_url: str,
         {"type": "section", "text": {"type": "mrkdwn", "text":
             f"<{console_url.rstrip('/')}/alerts/{lead['alert_id']}|Open the alert>"}},
         {"type": "actions", "block_id": f"alert:{lead['alert_id']}", "elements": [
-            {"type": "button", "action_id": action, "value": lead["alert_id"],
-             "text": {"type": "plain_text", "text": label},
-             **({"style": style} if style else {})}
-            for action, label, style in ACTIONS]},
+            {"type": "button", "action_id": action.value, "value": lead["alert_id"],
+             "text": {"type": "plain_text", "text": action.label},
+             **({"style": STYLES[action]} if action in STYLES else {})}
+            for action in Action]},
     ]
     return text, blocks
 
 
-def acted_message(blocks: list[dict[str, Any]], action: str, actor: str,
+def acted_message(blocks: list[dict[str, Any]], action: Action, actor: str,
                   when: str) -> list[dict[str, Any]]:
     """The page's blocks after a person acted: the buttons give way to who did what."""
-    verb = {"acknowledge": "acknowledged", "resolve": "resolved", "silence": "silenced",
-            "not_actionable": "marked not actionable"}[action]
+    verb = action.past
     kept = [b for b in blocks if b.get("type") != "actions"]
     return [*kept, {"type": "context", "elements": [
         {"type": "mrkdwn", "text": f":white_check_mark: {verb} by <@{actor}> at {when}"}]}]

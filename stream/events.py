@@ -288,7 +288,7 @@ class EventDecoder:
         """:meth:`decode_many` message by message (``first``: the position of the first);
         returns the index of the next event."""
         fast = self._event.decode
-        models = self.models
+        broken = self._broken
         limit = self.max_event_bytes
         for position, message in enumerate(messages, first):
             head = message[:1]
@@ -300,17 +300,11 @@ class EventDecoder:
                 except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
                     pass
                 else:
-                    ts = ev.ts
-                    if (ev.model_id in models and type(ts) is datetime
-                            and (type(ev) is not Prediction or ev.score is None
-                                 or 0.0 <= ev.score <= 1.0)):
-                        epoch = ts.timestamp()
-                        if MIN_EPOCH <= epoch <= MAX_EPOCH:  # the common case, inlined
-                            ev.ts = epoch
-                            events.append(ev)
-                            seqs.append(seq)
-                            seq += 1
-                            continue
+                    if broken(ev) is None:
+                        events.append(ev)
+                        seqs.append(seq)
+                        seq += 1
+                        continue
             elif head == b"[":
                 valid = self._valid_batch(message)
                 if valid is not None:
@@ -340,7 +334,7 @@ class EventDecoder:
         """The events of ``messages`` if every one is a single valid event, else None.
 
         Valid means what :meth:`decode` would accept without a reject: within the size
-        limit, UTF-8, decodable, and passing :meth:`_check`.
+        limit, UTF-8, decodable, and keeping the rules (:meth:`_broken`).
         """
         if not messages or max(map(len, messages)) > self.max_event_bytes:
             return None
@@ -368,27 +362,9 @@ class EventDecoder:
         return events if self._accept(events) else None
 
     def _accept(self, events: list[Event]) -> bool:
-        """True if no event fails :meth:`_check`; then every ``ts`` is made epoch seconds."""
-        if not events:
-            return True
-        if not self.models.issuperset([ev.model_id for ev in events]):
-            return False
-        scores = [ev.score for ev in events if type(ev) is Prediction and ev.score is not None]
-        if scores and (min(scores) < 0.0 or max(scores) > 1.0):
-            return False
-        stamps: list[Any] = [ev.ts for ev in events]  # datetimes, or epoch seconds already
-        kinds = set(map(type, stamps))
-        if float not in kinds:
-            epochs = list(map(datetime.timestamp, stamps))
-        elif datetime in kinds:
-            epochs = [t.timestamp() if type(t) is datetime else t for t in stamps]
-        else:
-            epochs = stamps  # already epoch seconds
-        if min(epochs) < MIN_EPOCH or max(epochs) > MAX_EPOCH:
-            return False
-        for ev, epoch in zip(events, epochs, strict=True):
-            ev.ts = epoch
-        return True
+        """True if every event keeps the rules (:meth:`_broken`)."""
+        broken = self._broken
+        return all(broken(ev) is None for ev in events)
 
     def _one(
         self, raw: bytes, index: int | None, events: list[Event], rejects: list[Reject]
@@ -418,23 +394,24 @@ class EventDecoder:
         except (msgspec.DecodeError, UnicodeDecodeError):
             rejects.append(self._explain(raw, index))
             return
-        reason = self._check(ev)
+        reason = self._broken(ev)
         if reason is not None:
             rejects.append(Reject(reason[0], reason[1], raw, index))
             return
         events.append(ev)
 
-    def _check(self, ev: Event) -> tuple[Reason, str] | None:
+    def _broken(self, ev: Event) -> tuple[Reason, str] | None:
+        """The rules a decoded event must keep, written once (every path calls this): a
+        configured model, a time within range (made epoch seconds here), a score in
+        [0, 1]. None when it keeps them all; else the first it breaks, and why."""
         if ev.model_id not in self.models:
             return Reason.UNKNOWN_MODEL, f"unknown model {ev.model_id!r}"
-        ts = ev.ts
-        if isinstance(ts, datetime):
-            ts = ts.timestamp()
+        ts = ev.ts.timestamp() if isinstance(ev.ts, datetime) else ev.ts
         if not MIN_EPOCH <= ts <= MAX_EPOCH:
             return Reason.INVALID_VALUE, f"epoch timestamp {ts!r} out of range"
-        ev.ts = ts
         if type(ev) is Prediction and ev.score is not None and not 0.0 <= ev.score <= 1.0:
             return Reason.INVALID_VALUE, f"score {ev.score!r} outside [0, 1]"
+        ev.ts = ts
         return None
 
     @staticmethod

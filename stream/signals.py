@@ -14,25 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
+from config.kinds import Kind
+
+__all__ = ["Evaluation", "Findings", "Kind", "Scope", "Signal", "Window", "iso"]
+
 EvidenceValue = float | int | str | bool | None | list[Any] | dict[str, Any]
-
-
-class Kind(StrEnum):
-    """Signal (and alert) kinds; CONTRACT §4 lists the ones users may rely on."""
-
-    SCHEMA = "schema"
-    DATA_QUALITY = "data_quality"
-    DRIFT = "drift"
-    PREDICTION_DRIFT = "prediction_drift"
-    LABEL_DRIFT = "label_drift"
-    PERFORMANCE = "performance"
-    BUSINESS_METRIC = "business_metric"
-    CANARY = "canary"
-    FALLBACK = "fallback"
-    MONITORING_HEALTH = "monitoring_health"
 
 
 def iso(ts: float) -> str:

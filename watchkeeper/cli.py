@@ -10,25 +10,23 @@ import argparse
 import base64
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from alerts.model import Incident, Page
-from alerts.store.schema import current, database_url, downgrade, head, upgrade
-from alerts.store.sql import SqlStore
+from alerts.actions import Action
+from alerts.model import Incident, Page, Status
+from alerts.store.schema import database_url, migrate, redact
+from alerts.store.sql import QueryError, SqlStore, open_store
 from alerts.triage import Triage
 from config.errors import ConfigError, InputError, RetryableError
 from config.file import load_config
-from config.settings import Settings, load_settings
+from config.settings import Settings, database_dsn, load_settings
 from services.pipeline import Pipeline
 from services.replay import ReplayReport, replay
 from stream.events import Reject
-from stream.signals import Signal, iso
+from stream.signals import Kind, Signal, iso
 from stream.topics import Topics
 from watchkeeper.runtime import tune_gc
 
@@ -164,23 +162,6 @@ def run_replay(
     return report, pipeline
 
 
-def open_store(db: str, *, migrate: bool = True) -> SqlStore:
-    """The store at ``db``; migrated to the latest schema unless ``migrate`` is False, when
-    the schema must already be current (services that run as several processes)."""
-    try:
-        if not migrate:
-            url = database_url(db)
-            found, wanted = current(url), head()
-            if found != wanted:
-                raise ConfigError(f"the database {redact(url)} is at schema revision "
-                                  f"{found or 'none'}, not {wanted}: run 'watchkeeper db "
-                                  "upgrade' first")
-        return SqlStore(db, migrate=migrate)
-    except (SQLAlchemyError, OSError) as exc:
-        raise RetryableError(f"cannot open the database {redact(db)}: "
-                             f"{str(exc).splitlines()[0]}") from None
-
-
 def existing_store(db: str) -> tuple[SqlStore | None, int]:
     """The store at ``db`` for a command that reads or acts on history (it must be at the
     current schema), or None and the exit code, the error already printed."""
@@ -190,15 +171,6 @@ def existing_store(db: str) -> tuple[SqlStore | None, int]:
         return None, _fail(str(exc))
     except RetryableError as exc:
         return None, _unavailable(exc)
-
-
-def redact(url: str) -> str:
-    """A database URL without its password.
-
-    >>> redact("postgresql://wk:secret@127.0.0.1/wk")
-    'postgresql://wk:***@127.0.0.1/wk'
-    """
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def print_incidents(incidents: Sequence[Incident], triage: Triage,
@@ -287,8 +259,8 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         return code
     try:
         history.print_query(store, args.query)
-    except SQLAlchemyError as exc:
-        return _fail(str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0])
+    except QueryError as exc:
+        return _fail(str(exc))
     finally:
         store.close()
     return EXIT_OK
@@ -301,12 +273,9 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(db)
     target = args.revision or ("head" if args.db_command == "upgrade" else "base")
     try:
-        if args.db_command == "upgrade":
-            upgrade(url, target)
-        else:
-            downgrade(url, target)
-    except (SQLAlchemyError, OSError) as exc:
-        print(f"watchkeeper: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        migrate(url, args.db_command, target)
+    except RetryableError as exc:
+        print(f"watchkeeper: error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     print(f"database {redact(url)}: {args.db_command} to {target} done")
     return EXIT_OK
@@ -365,26 +334,23 @@ def _produce(events: list[dict[str, object]], args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from pydantic import ValidationError
-
-    from config.settings import WorkerSettings
     from services.worker.admin import ensure_topics
     from services.worker.processor import MessageProcessor
 
-    overrides = {k: v for k, v in (("config", args.config), ("kafka_bootstrap", args.bootstrap),
-                                   ("database_url", args.db)) if v is not None}
     try:
-        worker = WorkerSettings(**overrides)  # the rest from WATCHKEEPER_* variables
-        if worker.config is None:
-            return _fail("settings: config: set WATCHKEEPER_CONFIG or pass --config")
-        if worker.database_url is None:
-            return _fail(NO_DATABASE)
+        given = {"config": args.config, "kafka_bootstrap": args.bootstrap,
+                 "database_url": database_dsn(args.db) if args.db else None}
+    except ValueError as exc:
+        return _fail(f"--db: {exc}")
+    worker = settings.worker.model_copy(update={k: v for k, v in given.items()
+                                                if v is not None})  # the flags win
+    if worker.config is None:
+        return _fail("settings: config: set WATCHKEEPER_CONFIG or pass --config")
+    if worker.database_url is None:
+        return _fail(NO_DATABASE)
+    try:
         config = load_config(worker.config)
         store = open_store(worker.database_url, migrate=False)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        return _fail(f"settings: {'.'.join(map(str, first['loc']))}: {first['msg']} "
-                     "(set WATCHKEEPER_CONFIG or pass --config)")
     except ConfigError as exc:
         return _fail(str(exc))
     except RetryableError as exc:
@@ -471,11 +437,7 @@ def cmd_action(args: argparse.Namespace, settings: Settings) -> int:
     if store is None:
         return code
     try:
-        with store.engine.connect() as conn:
-            from sqlalchemy import text
-
-            ids = conn.execute(text("SELECT alert_id FROM alerts WHERE alert_id LIKE :p"),
-                               {"p": args.alert_id + "%"}).scalars().all()
+        ids = store.find_alerts(args.alert_id)
         if len(ids) != 1:
             return _fail(f"{len(ids)} alerts match {args.alert_id!r}; give a longer id")
         result = store.act(ids[0], args.action, args.by, datetime.now(tz=UTC),
@@ -483,8 +445,8 @@ def cmd_action(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     assert result is not None
-    print(f"{result['alert_id']}: {args.action.replace('_', ' ')} by {args.by}; "
-          f"status {result['status']}")
+    print(f"{result.alert_id}: {args.action.value.replace('_', ' ')} by {args.by}; "
+          f"status {result.status}")
     return EXIT_OK
 
 
@@ -521,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     al = asub.add_parser("list", help="recent alerts, newest first")
     al.add_argument("--db", help=DB_HELP)
     al.add_argument("--model")
-    al.add_argument("--status", choices=["open", "acknowledged", "resolved", "silenced"])
-    al.add_argument("--kind")
+    al.add_argument("--status", choices=[s.value for s in Status])
+    al.add_argument("--kind", choices=[k.value for k in Kind])
     al.add_argument("--limit", type=int, default=50)
     ashow = asub.add_parser("show", help="one alert: evidence, score factors, occurrences, pages")
     ashow.add_argument("alert_id", help="an alert id (a unique prefix is enough)")
@@ -566,13 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--db", help="alert history database URL (WATCHKEEPER_DATABASE_URL)")
     w.set_defaults(func=cmd_worker)
 
-    for verb, action, help_ in (("ack", "acknowledge", "acknowledge an alert"),
-                                ("resolve", "resolve", "resolve an alert"),
-                                ("silence", "silence", "silence an alert's model, kind and "
-                                                       "subject"),
-                                ("not-actionable", "not_actionable",
-                                 "mark an alert not actionable (lowers later scores)")):
-        ap_ = sub.add_parser(verb, help=help_)
+    helps = {Action.ACKNOWLEDGE: "acknowledge an alert", Action.RESOLVE: "resolve an alert",
+             Action.SILENCE: "silence an alert's model, kind and subject",
+             Action.NOT_ACTIONABLE: "mark an alert not actionable (lowers later scores)"}
+    for action in Action:
+        ap_ = sub.add_parser(action.command, help=helps[action])
         ap_.add_argument("alert_id", help="an alert id (a unique prefix is enough)")
         ap_.add_argument("--by", default=os.environ.get("USER", "cli"), help="who")
         ap_.add_argument("--note", default="")

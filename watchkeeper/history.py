@@ -1,5 +1,5 @@
-"""Alert history from the terminal (``watchkeeper alerts list|show``): reads the CONTRACT
-views and tables through the store's engine, prints rich tables."""
+"""Alert history from the terminal (``watchkeeper alerts list|show``, ``watchkeeper sql``):
+reads through the store's history interface, prints rich tables."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import text
 
-from alerts.store.sql import SqlStore
+from alerts.store import HistoryStore
 
 
 def console(out: IO[str] | None = None) -> Console:
@@ -22,50 +21,31 @@ def console(out: IO[str] | None = None) -> Console:
     return Console(file=stream, width=None if stream.isatty() else 160)
 
 
-def print_list(store: SqlStore, *, model: str | None = None, status: str | None = None,
+def print_list(store: HistoryStore, *, model: str | None = None, status: str | None = None,
                kind: str | None = None, limit: int = 50, out: IO[str] | None = None) -> int:
     """Print recent alerts from ``alert_history``; returns how many were printed."""
-    where: list[str] = []
-    params: dict[str, object] = {"limit": limit}
-    for name, value in (("model_id", model), ("status", status), ("kind", kind)):
-        if value is not None:
-            where.append(f"{name} = :{name}")
-            params[name] = value
-    sql = ("SELECT alert_id, model_id, kind, subject, slice, severity, route, status, "
-           "first_seen, last_seen, occurrences, paged, acknowledged_by, summary "
-           "FROM alert_history" + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY last_seen DESC, alert_id LIMIT :limit")
-    with store.engine.connect() as conn:
-        rows = conn.execute(text(sql), params).mappings().all()
+    rows = store.recent_alerts(model=model, status=status, kind=kind, limit=limit)
     table = Table(title=f"{len(rows)} alerts (newest first)", title_justify="left")
     for col in ("id", "model", "kind", "subject", "severity", "route", "status", "first seen",
                 "last seen", "seen", "paged", "ack by"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        subject = r["subject"] + (f" [{r['slice']}]" if r["slice"] else "")
-        table.add_row(r["alert_id"][:8], r["model_id"], r["kind"], escape(subject),
-                      f"{r['severity']:.2f}", r["route"], r["status"], str(r["first_seen"])[:19],
-                      str(r["last_seen"])[:19], str(r["occurrences"]),
-                      "yes" if r["paged"] else "", r["acknowledged_by"] or "")
+        subject = r.subject + (f" [{r.slice}]" if r.slice else "")
+        table.add_row(r.alert_id[:8], r.model_id, r.kind, escape(subject),
+                      f"{r.severity:.2f}", r.route, r.status, str(r.first_seen)[:19],
+                      str(r.last_seen)[:19], str(r.occurrences),
+                      "yes" if r.paged else "", r.acknowledged_by or "")
     console(out).print(table)
     return len(rows)
 
 
-def print_alert(store: SqlStore, alert_id: str, out: IO[str] | None = None) -> bool:
+def print_alert(store: HistoryStore, alert_id: str, out: IO[str] | None = None) -> bool:
     """Print one alert (by id or unique id prefix); False when there is none."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(text("SELECT * FROM alerts WHERE alert_id LIKE :p ORDER BY alert_id"),
-                            {"p": alert_id + "%"}).mappings().all()
-        if len(rows) != 1:
-            return False
-        a: dict[str, Any] = dict(rows[0])
-        occurrences = conn.execute(text(
-            "SELECT seq, ts, value FROM occurrences WHERE alert_id = :a ORDER BY seq"),
-            {"a": a["alert_id"]}).all()
-        pages = conn.execute(text(
-            "SELECT page_id, paged_at, channel, escalation_level, delivered, dry_run "
-            "FROM pages WHERE incident_id = :i ORDER BY paged_at"),
-            {"i": a["incident_id"]}).all()
+    detail = store.alert_detail(alert_id)
+    if detail is None:
+        return False
+    a: dict[str, Any] = detail.alert
+    occurrences, pages = detail.occurrences, detail.pages
     con = console(out)
     con.print(f"[bold]{escape(a['summary'])}[/bold]")
     for key in ("alert_id", "fingerprint", "incident_id", "model_id", "model_version", "kind",
@@ -82,18 +62,15 @@ def print_alert(store: SqlStore, alert_id: str, out: IO[str] | None = None) -> b
     values = ", ".join(f"{seq}: {value:.4g}" for seq, _, value in occurrences[-10:])
     con.print(f"  occurrences ({len(occurrences)}; last 10 as event: value): {values}")
     for p in pages:
-        state = "dry run" if p.dry_run else ("delivered" if p.delivered else "pending")
-        con.print(f"  page {p.page_id[:8]} at {str(p.paged_at)[:19]} to {p.channel}, "
-                      f"level {p.escalation_level}, {state}")
+        state = "dry run" if p["dry_run"] else ("delivered" if p["delivered"] else "pending")
+        con.print(f"  page {p['page_id'][:8]} at {str(p['paged_at'])[:19]} to {p['channel']}, "
+                  f"level {p['escalation_level']}, {state}")
     return True
 
 
-def print_query(store: SqlStore, sql: str, out: IO[str] | None = None) -> int:
+def print_query(store: HistoryStore, sql: str, out: IO[str] | None = None) -> int:
     """Run one read query (e.g. over the CONTRACT views) and print the rows as a table."""
-    with store.engine.connect() as conn:
-        result = conn.execute(text(sql))
-        columns = list(result.keys())
-        rows = result.all()
+    columns, rows = store.query(sql)
     table = Table(title=f"{len(rows)} rows", title_justify="left")
     for col in columns:
         table.add_column(col, overflow="fold")

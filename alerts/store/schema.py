@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.errors import RetryableError
 
 
 def database_url(db: str) -> str:
@@ -25,6 +29,15 @@ def database_url(db: str) -> str:
     if scheme in ("postgresql", "postgres"):
         return f"postgresql+psycopg2://{rest}"
     return db
+
+
+def redact(url: str) -> str:
+    """A database URL without its password.
+
+    >>> redact("postgresql://wk:secret@127.0.0.1/wk")
+    'postgresql://wk:***@127.0.0.1/wk'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -65,3 +78,17 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def migrate(url: str, direction: str, revision: str) -> None:
+    """``watchkeeper db upgrade|downgrade``: RetryableError (one line) when the database
+    cannot be reached or the migration fails."""
+    try:
+        if direction == "upgrade":
+            upgrade(url, revision)
+        elif direction == "downgrade":
+            downgrade(url, revision)
+        else:
+            raise ValueError(f"not a direction: {direction!r}")
+    except (SQLAlchemyError, OSError) as exc:
+        raise RetryableError(str(exc).splitlines()[0]) from None

@@ -17,17 +17,43 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, create_engine, delete, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    case,
+    create_engine,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
+from alerts.actions import HUMAN_STATUSES, Action, effect
+from alerts.escalate import PageState
 from alerts.fingerprint import stable_id
 from alerts.model import Alert, Factor, Incident, Route, Silence, Status
-from alerts.store import Checkpoint, Progress, schema
+from alerts.store import (
+    Acted,
+    AlertDetail,
+    AlertSummary,
+    Checkpoint,
+    DigestItem,
+    MessageKind,
+    OutboxMessage,
+    PostedPage,
+    Progress,
+    schema,
+)
 from alerts.store.tables import (
     AcknowledgementRow,
     AlertRow,
+    DeliveryAttemptRow,
     FeedbackRow,
     IncidentRow,
     OccurrenceRow,
@@ -42,11 +68,14 @@ from alerts.store.tables import (
     StateRow,
 )
 from alerts.triage import Changes, Triage
+from config.errors import ConfigError, RetryableError
 from config.file import TriagePolicy
 from stream.events import Reject
+from stream.signals import Kind
 
 CLOCKS_KEY = "triage_clocks"  # written before migration 0006: every clock in one row (read)
 CLOCK_PREFIX = "triage_clock:"  # a row per model (keyed by a hash: ids can be long)
+DIGEST_KEY = "digest"  # when the last digest went out
 
 
 def _clock_key(model_id: str) -> str:
@@ -102,8 +131,29 @@ def _from_factors(rows: list[Any]) -> tuple[Factor, ...]:
     return tuple(Factor(r["name"], float(r["value"]), r["note"]) for r in rows)
 
 
+class QueryError(ValueError):
+    """A query the database refused (the message is its one-line reason)."""
+
+
+def open_store(db: str, *, migrate: bool = True) -> SqlStore:
+    """The store at ``db``; migrated to the latest schema unless ``migrate`` is False, when
+    the schema must already be current (services that run as several processes)."""
+    try:
+        if not migrate:
+            url = schema.database_url(db)
+            found, wanted = schema.current(url), schema.head()
+            if found != wanted:
+                raise ConfigError(f"the database {schema.redact(url)} is at schema revision "
+                                  f"{found or 'none'}, not {wanted}: run 'watchkeeper db "
+                                  "upgrade' first")
+        return SqlStore(db, migrate=migrate)
+    except (SQLAlchemyError, OSError) as exc:
+        raise RetryableError(f"cannot open the database {schema.redact(db)}: "
+                             f"{str(exc).splitlines()[0]}") from None
+
+
 class SqlStore:
-    """:class:`alerts.store.Store` on a SQLAlchemy engine."""
+    """:class:`alerts.store.Store` on a SQLAlchemy engine (the only SQL in the package)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = schema.database_url(url)
@@ -132,72 +182,82 @@ class SqlStore:
         (or a manual resolve) stands while triage, which does not know of it, says open."""
         if not rows:
             return
+        # The merge is in SQL because it must be atomic: a person may act (through another
+        # process) between triage's read and this write.
         stmt = dialect_insert(conn)(AlertRow)
         table = AlertRow.__table__
-        kept = ("acknowledged", "resolved")
         cols: dict[str, Any] = {c: stmt.excluded[c] for c in rows[0]
                                 if c not in ("alert_id", "acknowledged_at", "acknowledged_by")}
-        held = (table.c.status == kept[0]) | (table.c.status == kept[1])
-        incoming = (stmt.excluded.status == "open") | (stmt.excluded.status == "silenced")
+        # (ORs, not IN: an expanding IN cannot be part of an executemany)
+        held = or_(*(table.c.status == s.value for s in HUMAN_STATUSES))
+        incoming = or_(stmt.excluded.status == Status.OPEN.value,
+                       stmt.excluded.status == Status.SILENCED.value)
         cols["status"] = case((held & incoming, table.c.status), else_=stmt.excluded.status)
         cols["resolved_at"] = case(
-            (table.c.status == "resolved", table.c.resolved_at),
+            (table.c.status == Status.RESOLVED.value, table.c.resolved_at),
             else_=stmt.excluded.resolved_at)
         conn.execute(stmt.on_conflict_do_update(index_elements=["alert_id"], set_=cols), rows)
 
-    def act(self, alert_id: str, action: str, actor: str, at: datetime, *,
-            note: str = "", silence_for: float = 24 * 3600) -> dict[str, Any] | None:
-        """A person's action on an alert (acknowledge, resolve, silence, not_actionable),
-        recorded with who and when. Returns the alert's new row and its page's Slack
-        coordinates, or None when there is no such alert."""
+    def act(self, alert_id: str, action: Action | str, actor: str, at: datetime, *,
+            note: str = "", silence_for: float = 24 * 3600) -> Acted | None:
+        """A person's action on an alert (what it does: :func:`alerts.actions.effect`),
+        recorded with who and when. Returns the alert as it is now and where its page is in
+        Slack, or None when there is no such alert."""
+        act = action if isinstance(action, Action) else Action.parse(action)
         with self.engine.begin() as conn:
-            row = conn.execute(select(AlertRow).where(AlertRow.alert_id == alert_id)
-                               ).mappings().first()
-            if row is None:
+            a = conn.execute(select(AlertRow).where(AlertRow.alert_id == alert_id)
+                             ).mappings().first()
+            if a is None:
                 return None
-            a = row
+            does = effect(Status(a["status"]), act)
             values: dict[str, Any] = {}
-            if action == "acknowledge" and a["status"] in ("open", "silenced"):
-                values = {"status": "acknowledged", "acknowledged_at": at,
-                          "acknowledged_by": actor}
-            elif action == "resolve" and a["status"] != "resolved":
-                values = {"status": "resolved", "resolved_at": at}
-            elif action == "silence":
+            if does.status is not None:
+                values["status"] = does.status.value
+            if does.acknowledge:
+                values.update(acknowledged_at=at, acknowledged_by=actor)
+            if does.resolve:
+                values["resolved_at"] = at
+            if does.silence:
                 ends = datetime.fromtimestamp(at.timestamp() + silence_for, tz=UTC)
                 self.insert_rows(conn, SilenceRow, [{
                     "silence_id": stable_id("silence", alert_id, at.isoformat()),
                     "model_id": a["model_id"], "kind": a["kind"], "subject": a["subject"],
                     "starts_at": at, "ends_at": ends, "created_by": actor,
                     "comment": note or f"from alert {alert_id}"}], ["silence_id"], False)
-                if a["status"] == "open":
-                    values = {"status": "silenced"}
-            elif action == "not_actionable":
+            if does.not_actionable:
                 conn.execute(insert(FeedbackRow).values(
                     alert_id=alert_id, model_id=a["model_id"], kind=a["kind"],
-                    subject=a["subject"], verdict="not_actionable", actor=actor, at=at,
-                    note=note))
-            elif action not in ("acknowledge", "resolve", "silence", "not_actionable"):
-                raise ValueError(f"unknown action {action!r}")
+                    subject=a["subject"], verdict=Action.NOT_ACTIONABLE.value, actor=actor,
+                    at=at, note=note))
             if values:
                 conn.execute(update(AlertRow).where(AlertRow.alert_id == alert_id)
                              .values(**values))
             conn.execute(insert(AcknowledgementRow).values(
-                alert_id=alert_id, action=action, actor=actor, at=at, note=note))
-            new = dict(conn.execute(select(AlertRow).where(AlertRow.alert_id == alert_id)
-                                    ).mappings().one())
+                alert_id=alert_id, action=act.value, actor=actor, at=at, note=note))
+            new = conn.execute(select(AlertRow.status, AlertRow.acknowledged_by,
+                                      AlertRow.incident_id)
+                               .where(AlertRow.alert_id == alert_id)).one()
             page = conn.execute(select(PageRow.slack_channel, PageRow.slack_ts).where(
-                PageRow.incident_id == new["incident_id"],
+                PageRow.incident_id == new.incident_id,
                 PageRow.slack_ts.is_not(None)).order_by(PageRow.escalation_level)).first()
-        new["slack_channel"], new["slack_ts"] = (page[0], page[1]) if page else (None, None)
-        return new
+        return Acted(alert_id, Status(new.status), new.acknowledged_by,
+                     page[0] if page else None, page[1] if page else None)
 
-    def apply(self, changes: Changes, *, dry_run: bool, checkpoint: Checkpoint | None = None,
+    def find_alerts(self, prefix: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(AlertRow.alert_id).where(
+                AlertRow.alert_id.startswith(prefix, autoescape=True))
+                .order_by(AlertRow.alert_id)).scalars())
+
+    def apply(self, changes: Changes, *, dry_run: bool, source: str = "",
+              rejects: Sequence[tuple[int, Reject]] = (), checkpoint: Checkpoint | None = None,
               progress: Progress | None = None) -> None:
         if (not changes and not changes.clocks and not changes.signals and checkpoint is None
-                and progress is None):
+                and progress is None and not rejects):
             return
         now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
+            self._insert_rejects(conn, source, rejects, now)
             if progress is not None:
                 self.insert_rows(conn, PartitionProgressRow, [{
                     "app_id": progress.app_id, "partition": progress.partition,
@@ -235,14 +295,23 @@ class SqlStore:
             self.insert_rows(conn, PageRow, pages, ["page_id"], False)
             if not dry_run:
                 self.insert_rows(conn, OutboxRow, [{
-                    "message_id": p["page_id"], "kind": "page", "page_id": p["page_id"],
+                    "message_id": p["page_id"], "kind": MessageKind.PAGE.value,
+                    "page_id": p["page_id"],
                     "incident_id": p["incident_id"], "payload": _jsonable(p), "created_at": now,
                     "sent_at": None, "attempts": 0, "last_error": None} for p in pages],
                     ["message_id"], False)
-                self.insert_rows(conn, OutboxRow, self._thread_messages(conn, changes, now),
-                             ["message_id"], False)
                 self.insert_rows(conn, OutboxRow, [{
-                    "message_id": stable_id("resolve", i), "kind": "resolve", "page_id": None,
+                    "message_id": stable_id("thread", r.incident_id, r.hour),
+                    "kind": MessageKind.THREAD.value, "page_id": None,
+                    "incident_id": r.incident_id,
+                    "payload": {"summaries": list(r.summaries.values())[:r.SHOWN],
+                                "alerts": len(r.summaries)},
+                    "created_at": now, "sent_at": None, "attempts": 0, "last_error": None}
+                    for _, r in sorted(changes.thread_replies.items())],
+                    ["message_id"], False)  # one per incident and hour: the first one stays
+                self.insert_rows(conn, OutboxRow, [{
+                    "message_id": stable_id("resolve", i), "kind": MessageKind.RESOLVE.value,
+                    "page_id": None,
                     "incident_id": i, "payload": {"incident_id": i}, "created_at": now,
                     "sent_at": None, "attempts": 0, "last_error": None}
                     for i in changes.resolved_incidents
@@ -260,42 +329,18 @@ class SqlStore:
                         changes.clocks[m], float(stored.get(key, {}).get("clock", "-inf")))}}
                     for key, m in sorted(keys.items())], ["key"], True)
 
-    @staticmethod
-    def _thread_messages(conn: Connection, changes: Changes,
-                         now: datetime) -> list[dict[str, Any]]:
-        """Repeats after a page go to its thread, not to new pages: one reply per incident
-        per hour of event time, listing what still fires (a stable id dedupes the rest)."""
-        paged: dict[str, float | None] = {}
-        replies: dict[tuple[str, int], dict[str, str]] = {}
-        for o in changes.occurrences:
-            alert = changes.alerts.get(o.alert_id)
-            if alert is None or alert.incident_id is None:
-                continue
-            if alert.incident_id not in paged:
-                at = conn.execute(select(IncidentRow.paged_at).where(
-                    IncidentRow.incident_id == alert.incident_id)).scalar_one_or_none()
-                paged[alert.incident_id] = to_ts(at)
-            paged_at = paged[alert.incident_id]
-            if paged_at is not None and o.ts > paged_at:
-                key = (alert.incident_id, int(o.ts // 3600))
-                replies.setdefault(key, {})[alert.alert_id] = alert.summary
-        return [{
-            "message_id": stable_id("thread", incident_id, hour), "kind": "thread",
-            "page_id": None, "incident_id": incident_id,
-            "payload": {"summaries": list(summaries.values())[:10],
-                        "alerts": len(summaries)},
-            "created_at": now, "sent_at": None, "attempts": 0, "last_error": None}
-            for (incident_id, hour), summaries in sorted(replies.items())]
-
     def record_rejects(self, source: str, rejects: Sequence[tuple[int, Reject]]) -> None:
         if not rejects:
             return
-        now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
-            self.insert_rows(conn, RejectedEventRow, [
-                {"source": source, "seq": seq, "reason": str(r.reason), "detail": r.detail,
-                 "raw": r.raw, "recorded_at": now} for seq, r in rejects],
-                ["source", "seq"], False)
+            self._insert_rejects(conn, source, rejects, datetime.now(tz=UTC))
+
+    def _insert_rejects(self, conn: Connection, source: str,
+                        rejects: Sequence[tuple[int, Reject]], now: datetime) -> None:
+        self.insert_rows(conn, RejectedEventRow, [
+            {"source": source, "seq": seq, "reason": str(r.reason), "detail": r.detail,
+             "raw": r.raw, "recorded_at": now} for seq, r in rejects],
+            ["source", "seq"], False)
 
     # -- reading ---------------------------------------------------------------------------
     def load_triage(self, policy: TriagePolicy) -> Triage:
@@ -331,11 +376,12 @@ class SqlStore:
             feedback: Counter[tuple[str, str, str]] = Counter()
             for model_id, kind, subject, n in conn.execute(
                     select(FeedbackRow.model_id, FeedbackRow.kind, FeedbackRow.subject,
-                           func.count()).where(FeedbackRow.verdict == "not_actionable")
+                           func.count()).where(FeedbackRow.verdict == Action.NOT_ACTIONABLE.value)
                     .group_by(FeedbackRow.model_id, FeedbackRow.kind, FeedbackRow.subject)):
                 feedback[(model_id, kind, subject)] = int(n)
             silences = [Silence(
-                silence_id=r.silence_id, model_id=r.model_id, kind=r.kind, subject=r.subject,
+                silence_id=r.silence_id, model_id=r.model_id,
+                kind=Kind(r.kind) if r.kind else None, subject=r.subject,
                 starts_at=to_ts(r.starts_at) or 0.0, ends_at=to_ts(r.ends_at) or 0.0,
                 created_by=r.created_by, comment=r.comment)
                 for r in conn.execute(select(SilenceRow)).all()]
@@ -403,6 +449,181 @@ class SqlStore:
                              False)
         return base
 
+    # -- delivery (the notifier) -------------------------------------------------------------
+    def pending_messages(self, max_attempts: int) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(OutboxRow.message_id).where(
+                OutboxRow.sent_at.is_(None), OutboxRow.attempts < max_attempts)
+                .order_by(case((OutboxRow.kind == MessageKind.PAGE.value, 0), else_=1),
+                          OutboxRow.created_at, OutboxRow.message_id)).scalars())
+
+    def message(self, message_id: str) -> OutboxMessage:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(OutboxRow).where(OutboxRow.message_id == message_id)
+                               ).one()
+        return OutboxMessage(row.message_id, MessageKind(row.kind), row.page_id,
+                             row.incident_id, dict(row.payload))
+
+    def page_content(self, page_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        with self.engine.connect() as conn:
+            page = conn.execute(select(PageRow).where(PageRow.page_id == page_id)
+                                ).mappings().one()
+            lead = conn.execute(select(AlertRow).where(AlertRow.alert_id == page["alert_id"])
+                                ).mappings().one()
+        return dict(page), dict(lead)
+
+    def posted_pages(self, incident_id: str) -> list[PostedPage]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(
+                PageRow.page_id, PageRow.escalation_level, PageRow.summary,
+                PageRow.slack_channel, PageRow.slack_ts).where(
+                PageRow.incident_id == incident_id, PageRow.slack_ts.is_not(None))
+                .order_by(PageRow.escalation_level, PageRow.page_id)).all()
+        return [PostedPage(r.page_id, r.escalation_level, r.summary, r.slack_channel or "",
+                           r.slack_ts or "") for r in rows]
+
+    def undelivered_pages(self, incident_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(PageRow).where(
+                PageRow.incident_id == incident_id, PageRow.dry_run.is_(False),
+                PageRow.delivered.is_(False))).scalar_one())
+
+    def record_attempt(self, message_id: str, at: datetime, *, error: str | None,
+                       posted: tuple[str, str] | None = None) -> None:
+        with self.engine.begin() as conn:
+            values: dict[str, Any] = {"attempts": OutboxRow.attempts + 1}
+            if error is None:
+                values.update(sent_at=at, last_error=None)
+            else:
+                values["last_error"] = error[:1000]
+            conn.execute(update(OutboxRow).where(OutboxRow.message_id == message_id)
+                         .values(**values))
+            conn.execute(insert(DeliveryAttemptRow).values(
+                message_id=message_id, ok=error is None,
+                error=None if error is None else error[:1000], attempted_at=at))
+            if error is None and posted is not None:
+                page_id = conn.execute(select(OutboxRow.page_id).where(
+                    OutboxRow.message_id == message_id)).scalar_one()
+                conn.execute(update(PageRow).where(PageRow.page_id == page_id)
+                             .values(delivered=True, delivered_at=at,
+                                     slack_channel=posted[0], slack_ts=posted[1]))
+
+    def escalation_candidates(self) -> list[PageState]:
+        with self.engine.connect() as conn:
+            pages = conn.execute(
+                select(PageRow.page_id, PageRow.incident_id, PageRow.alert_id,
+                       PageRow.alert_ids, PageRow.escalation_level, PageRow.delivered,
+                       PageRow.delivered_at)
+                .join(IncidentRow, IncidentRow.incident_id == PageRow.incident_id)
+                .where(PageRow.dry_run.is_(False),
+                       IncidentRow.status != Status.RESOLVED.value)).all()
+            out = []
+            for page in pages:
+                alert_ids = list(page.alert_ids) or [page.alert_id]
+                acted = conn.execute(select(func.count()).select_from(AcknowledgementRow)
+                                     .where(AcknowledgementRow.alert_id.in_(alert_ids))
+                                     ).scalar_one()
+                held = conn.execute(select(func.count()).select_from(AlertRow).where(
+                    AlertRow.alert_id.in_(alert_ids),
+                    AlertRow.status.in_([s.value for s in HUMAN_STATUSES]))).scalar_one()
+                out.append(PageState(
+                    page.page_id, page.incident_id, page.escalation_level,
+                    to_ts(page.delivered_at) if page.delivered else None,
+                    answered=bool(acted or held)))
+        return out
+
+    def queue_escalation(self, page: PageState, at: datetime) -> str:
+        level = page.level + 1
+        new_id = stable_id("page", page.incident_id, level)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(PageRow).where(PageRow.page_id == page.page_id)
+                               ).mappings().one()
+            new = {k: v for k, v in row.items()
+                   if k not in ("delivered_at", "slack_channel", "slack_ts")}
+            new.update(page_id=new_id, escalation_level=level, paged_at=at, delivered=False)
+            self.insert_rows(conn, PageRow, [new], ["page_id"], False)
+            self.insert_rows(conn, OutboxRow, [{
+                "message_id": new_id, "kind": MessageKind.PAGE.value, "page_id": new_id,
+                "incident_id": page.incident_id, "payload": {"escalation_level": level},
+                "created_at": at, "sent_at": None, "attempts": 0, "last_error": None}],
+                ["message_id"], False)
+        return new_id
+
+    def digest_sent_at(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            state = conn.execute(select(StateRow.value).where(StateRow.key == DIGEST_KEY)
+                                 ).scalar_one_or_none()
+        return datetime.fromisoformat(state["at"]) if state else None
+
+    def digest_items(self) -> list[DigestItem]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(IncidentRow.incident_id, IncidentRow.model_id, IncidentRow.summary,
+                       IncidentRow.severity)
+                .where(IncidentRow.route == Route.DIGEST.value, IncidentRow.paged_at.is_(None),
+                       IncidentRow.digested_at.is_(None))
+                .order_by(IncidentRow.model_id, IncidentRow.opened_at)).all()
+        return [DigestItem(r.incident_id, r.model_id, r.summary, r.severity) for r in rows]
+
+    def mark_digested(self, incident_ids: Sequence[str], at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(IncidentRow).where(IncidentRow.incident_id.in_(
+                list(incident_ids))).values(digested_at=at))
+
+    def record_digest(self, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            self.insert_rows(conn, StateRow, [{"key": DIGEST_KEY,
+                                               "value": {"at": at.isoformat()}}],
+                             ["key"], True)
+
+    # -- history (the CLI) ------------------------------------------------------------------
+    def recent_alerts(self, *, model: str | None = None, status: str | None = None,
+                      kind: str | None = None, limit: int = 50) -> list[AlertSummary]:
+        where: list[str] = []
+        params: dict[str, object] = {"limit": limit}
+        for name, value in (("model_id", model), ("status", status), ("kind", kind)):
+            if value is not None:
+                where.append(f"{name} = :{name}")  # names are ours; values are bound
+                params[name] = value
+        sql = ("SELECT alert_id, model_id, kind, subject, slice, severity, route, status, "
+               "first_seen, last_seen, occurrences, paged, acknowledged_by, summary "
+               "FROM alert_history" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY last_seen DESC, alert_id LIMIT :limit")
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(sql), params).all()
+        return [AlertSummary(*r) for r in rows]
+
+    def alert_detail(self, prefix: str) -> AlertDetail | None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(AlertRow).where(
+                AlertRow.alert_id.startswith(prefix, autoescape=True))
+                .order_by(AlertRow.alert_id).limit(2)).mappings().all()
+            if len(rows) != 1:
+                return None
+            a = dict(rows[0])
+            occurrences = [(int(seq), ts, float(value)) for seq, ts, value in conn.execute(
+                select(OccurrenceRow.seq, OccurrenceRow.ts, OccurrenceRow.value)
+                .where(OccurrenceRow.alert_id == a["alert_id"]).order_by(OccurrenceRow.seq))]
+            pages = [dict(p) for p in conn.execute(
+                select(PageRow.page_id, PageRow.paged_at, PageRow.channel,
+                       PageRow.escalation_level, PageRow.delivered, PageRow.dry_run)
+                .where(PageRow.incident_id == a["incident_id"])
+                .order_by(PageRow.paged_at)).mappings()]
+        return AlertDetail(a, occurrences, pages)
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The query runs in a transaction that is rolled back, so it changes nothing;
+        :class:`QueryError` (the database's message) when it fails or returns no rows."""
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(text(sql))
+                columns = list(result.keys())
+                rows = [tuple(r) for r in result.all()]
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise QueryError(str(getattr(exc, "orig", None) or exc).splitlines()[0]) from None
+        return columns, rows
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -434,7 +655,7 @@ def _alert(r: Any) -> Alert:
     row = r.get("AlertRow", r)
     return Alert(
         alert_id=row.alert_id, fingerprint=row.fingerprint, model_id=row.model_id,
-        kind=row.kind, subject=row.subject, statistic=row.statistic, slice=row.slice,
+        kind=Kind(row.kind), subject=row.subject, statistic=row.statistic, slice=row.slice,
         model_version=row.model_version, first_seen=to_ts(row.first_seen) or 0.0,
         last_seen=to_ts(row.last_seen) or 0.0, first_seq=row.first_seq, last_seq=row.last_seq,
         occurrences=row.occurrences, value=row.value, threshold=row.threshold,

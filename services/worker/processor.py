@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from alerts.store import Checkpoint, Progress, Store
+from alerts.store import Checkpoint, PipelineStore, Progress
 from config.file import Config
 from services.pipeline import Pipeline, StaleCheckpoint
 from services.worker.align import Aligner
@@ -75,7 +75,7 @@ class MessageProcessor:
     worker used. Offsets up to the checkpoint that Kafka redelivers are skipped.
     """
 
-    def __init__(self, config: Config, store: Store, *, app_id: str, dry_run: bool = True,
+    def __init__(self, config: Config, store: PipelineStore, *, app_id: str, dry_run: bool = True,
                  checkpoint_interval: float = 0.0,
                  pipeline_factory: Callable[[int], Pipeline] | None = None,
                  clock: Callable[[], float] = time.monotonic,

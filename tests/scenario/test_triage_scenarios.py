@@ -70,7 +70,7 @@ def test_benign_drift_goes_to_the_digest_with_its_reasons(runs: dict[str, Run]) 
 
 def test_corrupted_inputs_inhibit_the_drift_they_cause(runs: dict[str, Run]) -> None:
     alerts = runs["broken_pipeline"].triage.alerts
-    by_key = {(a.kind, a.subject, a.statistic): a for a in alerts.values() if a.slice is None
+    by_key = {(str(a.kind), a.subject, a.statistic): a for a in alerts.values() if a.slice is None
               and a.model_version is None}
     causes = {by_key[("data_quality", "car_value", "out_of_range_rate")].alert_id,
               by_key[("data_quality", "driver_tenure", "null_rate")].alert_id}

@@ -111,3 +111,23 @@ def test_a_running_pipeline_picks_up_new_silences_and_feedback(
     assert pipe.triage.feedback == {(alert.model_id, alert.kind, alert.subject): 1}
     assert [(s.model_id, s.kind, s.subject) for s in pipe.triage.silences] == [
         (alert.model_id, alert.kind, alert.subject)]
+
+
+def test_alerts_list_and_show_print_the_history_of_the_paged_alert(
+        paged: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    alert_id = lead(paged)
+    summary, kind, n = one(paged, "SELECT summary, kind, occurrences FROM alert_history "
+                                  f"WHERE alert_id = '{alert_id}'")
+    assert main(["alerts", "list", "--db", str(paged), "--kind", kind]) == 0
+    listed = capsys.readouterr().out
+    assert alert_id[:8] in listed and "alerts (newest first)" in listed
+    assert main(["alerts", "show", alert_id[:8], "--db", str(paged)]) == 0
+    shown = capsys.readouterr().out
+    assert summary in shown.replace("\n", "")
+    assert f"  alert_id         {alert_id}" in shown
+    assert "why (severity factors):" in shown and f"occurrences ({n};" in shown
+    assert "level 0, pending" in shown  # its page waits in the outbox
+    assert main(["alerts", "show", "zzzz", "--db", str(paged)]) == 2
+    assert "no alert 'zzzz'" in capsys.readouterr().err
+    assert main(["sql", "SELECT nonsense FROM alert_history", "--db", str(paged)]) == 2
+    assert "no such column: nonsense" in capsys.readouterr().err

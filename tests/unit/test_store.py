@@ -167,7 +167,8 @@ def store(db: Path) -> Iterator[SqlStore]:
 def mixed_changes() -> tuple[Triage, Changes]:
     """Model m: a paging performance alert and a silenced drift; model m2: two alerts that
     auto-resolve (their incident never paged)."""
-    t = Triage(POLICY, silences=[Silence("s1", ends_at=T0 + 10 * HOUR, model_id="m", kind="drift")])
+    t = Triage(POLICY, silences=[Silence("s1", ends_at=T0 + 10 * HOUR, model_id="m",
+                                         kind=Kind.DRIFT)])
     c = t.process(
         [
             perf(10),
@@ -521,7 +522,7 @@ def test_load_triage_takes_silences_from_the_table_and_the_config(store: SqlStor
         )
     ends = datetime(2019, 3, 2, tzinfo=UTC)
     policy = TriagePolicy(
-        silences=[SilenceSpec(ends_at=ends, model_id="m", kind="performance", comment="deploy")]
+        silences=[SilenceSpec(ends_at=ends, model_id="m", kind=Kind.PERFORMANCE, comment="deploy")]
     )
     loaded = store.load_triage(policy)
     by_creator = {s.created_by: s for s in loaded.silences}
@@ -530,7 +531,7 @@ def test_load_triage_takes_silences_from_the_table_and_the_config(store: SqlStor
         silence_id="s-table",
         ends_at=T0 + HOUR,
         model_id="m",
-        kind="drift",
+        kind=Kind.DRIFT,
         subject="car_*",
         starts_at=T0,
         created_by="alice",
@@ -548,7 +549,7 @@ def test_load_triage_takes_silences_from_the_table_and_the_config(store: SqlStor
     assert store.load_triage(policy).silences == loaded.silences  # stable ids
 
     c = loaded.process([sig("drift", "car_value", 10), perf(11), sig("drift", "driver_age", 12)])
-    by_kind = {(a.kind, a.subject): a for a in c.alerts.values()}
+    by_kind = {(str(a.kind), a.subject): a for a in c.alerts.values()}
     assert by_kind[("drift", "car_value")].silenced_by == "s-table"
     assert by_kind[("performance", "accuracy")].silenced_by == config.silence_id
     assert by_kind[("drift", "driver_age")].silenced_by is None
@@ -665,3 +666,76 @@ def test_broken_pipeline_end_to_end_pages_once_and_replays_idempotently(
     assert again.totals.incidents == set()
     assert counts(db) == once
     assert query(db, "SELECT * FROM alert_history") == history
+
+
+# -- one batch, one transaction ------------------------------------------------------------
+
+
+def test_a_batchs_rejects_changes_and_state_are_written_together_or_not_at_all(
+        store: SqlStore, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alerts.store import Checkpoint, Progress
+
+    _, c = mixed_changes()
+    bad = Reject(Reason.INVALID_JSON, "not JSON", b"{", index=0)
+    state = Checkpoint("app", 0, b"state", {"t": 5}, 6)
+    progress = Progress("app", 0, {"t": 5}, 6)
+
+    def fail(*_: Any) -> None:
+        raise RuntimeError("the database went away mid-batch")
+
+    before = counts(db)
+    with monkeypatch.context() as m:
+        m.setattr(SqlStore, "_upsert_alerts", fail)  # after the rejects and the incidents
+        with pytest.raises(RuntimeError):
+            store.apply(c, dry_run=False, source="p0", rejects=[(3, bad)], checkpoint=state,
+                        progress=progress)
+    assert counts(db) == before  # nothing of the batch
+    assert store.load_checkpoint("app", 0) is None and store.load_progress("app", 0) is None
+
+    store.apply(c, dry_run=False, source="p0", rejects=[(3, bad)], checkpoint=state,
+                progress=progress)
+    assert query(db, "SELECT source, seq, reason FROM rejected_events") == [
+        {"source": "p0", "seq": 3, "reason": "invalid_json"}]
+    assert counts(db)["alerts"] == len(c.alerts)
+    assert store.load_checkpoint("app", 0) == state
+    assert store.load_progress("app", 0) == progress
+
+
+# -- the history interface (the CLI) -------------------------------------------------------
+
+
+def test_history_reads_the_views_finds_alerts_by_prefix_and_changes_nothing(
+        store: SqlStore, db: Path) -> None:
+    _, c = mixed_changes()
+    store.apply(c, dry_run=True)
+    recent = store.recent_alerts()
+    assert len(recent) == len(c.alerts)
+    assert [a.last_seen for a in recent] == sorted((a.last_seen for a in recent), reverse=True)
+    assert {a.alert_id for a in store.recent_alerts(model="m2")} == {
+        a.alert_id for a in c.alerts.values() if a.model_id == "m2"}
+    assert [a.kind for a in store.recent_alerts(kind="performance")] == ["performance"]
+    assert store.recent_alerts(status="acknowledged") == []
+    assert len(store.recent_alerts(limit=2)) == 2
+
+    perf_alert = next(a for a in c.alerts.values() if a.kind == Kind.PERFORMANCE)
+    assert store.find_alerts(perf_alert.alert_id[:6]) == [perf_alert.alert_id]
+    assert store.find_alerts("") == sorted(c.alerts)
+    assert store.find_alerts("%") == []  # a pattern character is only a character
+    detail = store.alert_detail(perf_alert.alert_id[:6])
+    assert detail is not None and detail.alert["alert_id"] == perf_alert.alert_id
+    assert [seq for seq, _, _ in detail.occurrences] == [10, 14]
+    assert [(p["escalation_level"], bool(p["dry_run"])) for p in detail.pages] == [(0, True)]
+    assert store.alert_detail("") is None  # several match
+
+    before = counts(db)
+    columns, rows = store.query("SELECT kind, count(*) AS n FROM alert_history "
+                                "GROUP BY kind ORDER BY kind")
+    assert columns == ["kind", "n"]
+    assert rows == sorted(Counter(str(a.kind) for a in c.alerts.values()).items())
+    from alerts.store.sql import QueryError
+
+    with pytest.raises(QueryError, match="no such table"):
+        store.query("SELECT * FROM nowhere")
+    with pytest.raises(QueryError):
+        store.query("DELETE FROM alerts")  # returns no rows: refused, and rolled back
+    assert counts(db) == before

@@ -541,6 +541,23 @@ def test_page_lists_every_live_alert_of_the_incident() -> None:
     assert sorted(page.alert_ids) == sorted(only(t.incidents.values()).alert_ids)
 
 
+def test_repeats_after_a_page_become_one_thread_reply_per_incident_and_hour() -> None:
+    t = fresh()
+    first = t.process([perf(500)])
+    page = only(first.pages)
+    assert first.thread_replies == {}  # the page itself is no repeat
+    hour = int((T0 + 600) // HOUR)
+    same_hour = t.process([perf(600), sig("drift", "feature_0", seq=700)])
+    lead, drift = alert_of(t, "performance", "accuracy"), alert_of(t, "drift", "feature_0")
+    reply = only(same_hour.thread_replies.values())
+    assert (reply.incident_id, reply.hour) == (page.incident_id, hour)
+    assert reply.summaries == {lead.alert_id: lead.summary, drift.alert_id: drift.summary}
+    later = t.process([perf(800, ts=T0 + 800 + HOUR)])
+    assert [(r.incident_id, r.hour, list(r.summaries)) for r in later.thread_replies.values()] \
+        == [(page.incident_id, hour + 1, [lead.alert_id])]
+    assert t.process([perf(800, ts=T0 + 800 + HOUR)]).thread_replies == {}  # seen: no-op
+
+
 def test_a_different_model_gets_its_own_incident() -> None:
     t = fresh()
     c = t.process([*drift_and_performance(), *drift_and_performance("other_model")])
@@ -719,10 +736,10 @@ def test_incident_scores_on_its_active_alerts_after_one_resolves() -> None:
     "silence",
     [
         Silence(
-            "s-exact", ends_at=T0 + HOUR, model_id=MODEL, kind="performance", subject="accuracy"
+            "s-exact", ends_at=T0 + HOUR, model_id=MODEL, kind=Kind.PERFORMANCE, subject="accuracy"
         ),
         Silence("s-prefix", ends_at=T0 + HOUR, model_id=MODEL, subject="acc*"),
-        Silence("s-kind", ends_at=T0 + HOUR, kind="performance"),
+        Silence("s-kind", ends_at=T0 + HOUR, kind=Kind.PERFORMANCE),
         Silence("s-any", ends_at=T0 + HOUR),
     ],
     ids=["exact", "prefix", "kind", "any"],
@@ -743,7 +760,7 @@ def test_matching_silence_mutes_the_alert(silence: Silence) -> None:
     "silence",
     [
         Silence("s-model", ends_at=T0 + HOUR, model_id="other"),
-        Silence("s-kind", ends_at=T0 + HOUR, kind="drift"),
+        Silence("s-kind", ends_at=T0 + HOUR, kind=Kind.DRIFT),
         Silence("s-subject", ends_at=T0 + HOUR, subject="accuracy_top"),
         Silence("s-prefix", ends_at=T0 + HOUR, subject="roc*"),
         Silence("s-expired", ends_at=T0 + 10),
