@@ -275,6 +275,12 @@ def test_more_than_one_error_is_counted_on_the_one_line() -> None:
             BASE + "}}\nlimits: {max_event_bytes: 10}",
             "limits.max_event_bytes: Input should be greater than or equal to 256",
         ),
+        (
+            BASE + "}}\ntriage: {silences: [{ends_at: '2030-01-01T00:00:00Z', kind: drfit}]}",
+            "triage.silences.0.kind: Input should be 'schema', 'data_quality', 'drift', "
+            "'prediction_drift', 'label_drift', 'performance', 'business_metric', 'canary', "
+            "'fallback' or 'monitoring_health'",
+        ),
     ],
 )
 def test_other_invalid_values_name_the_key(text: str, message: str) -> None:
