@@ -15,7 +15,7 @@ import yaml
 from config.file import Config, load_config
 from services.pipeline import CHECKPOINT_FORMAT, Pipeline
 from sim.scenarios import generate, write_scenario
-from stream.state import decode
+from stream.state import decode, encode
 
 MODEL = "car_loan"
 
@@ -132,3 +132,28 @@ def test_a_monitor_whose_state_no_longer_fits_starts_afresh(tmp_path: Path) -> N
     performance = second.core.models[MODEL].performance
     assert performance is not None
     assert performance.labels == 0
+
+
+def test_a_monitor_part_of_another_format_starts_that_monitor_afresh_alone(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint written by a version whose join kept another format: that monitor is
+    rebuilt (and said to be); every other monitor resumes; nothing crashes."""
+    config, lines, _ = setup(tmp_path)
+    first = Pipeline(config, None, source="x")
+    run(first, lines[:3_000])
+    state = decode(first.snapshot())
+    state["core"]["models"][MODEL]["join"]["v"] = 0  # as an earlier version wrote it
+    state["core"]["models"][MODEL]["business"] = {"kind": "business"}  # and a damaged part
+    second = Pipeline(config, None, source="x")
+    notes = second.restore(encode(state))
+    assert sorted(n.split(" (")[0] for n in notes) == [
+        f"{MODEL}: business", f"{MODEL}: join"]
+    assert all(n.endswith("starts afresh") for n in notes)
+    assert "join state of format 0, not 1" in " ".join(notes)
+    runtime = second.core.models[MODEL]
+    assert runtime.join is not None and first.core.models[MODEL].join is not None
+    assert first.core.models[MODEL].join.added > 0 and runtime.join.added == 0  # afresh
+    assert runtime.inputs.windows_closed == first.core.models[MODEL].inputs.windows_closed
+    assert second.core.seq == first.core.seq
+    run(second, lines[3_000:])  # and it carries on
