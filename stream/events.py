@@ -55,6 +55,7 @@ class Reason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"
     NON_FINITE = "non_finite"
     OVERSIZE = "oversize"
+    TOO_DEEP = "too_deep"  # nested deeper than the decoder goes (it would overflow the stack)
 
 
 class Prediction(msgspec.Struct, tag="prediction", tag_field="type", gc=False):
@@ -244,13 +245,15 @@ class EventDecoder:
             return events, rejects
         try:
             elements = [bytes(raw) for raw in self._batch.decode(message)]
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
+                RecursionError):
             reject = self._explain(message, None)
-            spans = _split_array(message) if reject.reason is Reason.NON_FINITE else None
+            spans = (_split_array(message)
+                     if reject.reason in (Reason.NON_FINITE, Reason.TOO_DEEP) else None)
             if spans is None:
                 rejects.append(reject)
                 return events, rejects
-            # a NaN/Infinity in some elements: validate every element on its own
+            # a NaN/Infinity or deep nesting in some elements: each is validated on its own
             elements = spans
         for i, raw in enumerate(elements):
             self._one(raw, i, events, rejects)
@@ -297,7 +300,8 @@ class EventDecoder:
                     if not message.isascii():
                         message.decode("utf-8")  # msgspec does not check skipped fields
                     ev = fast(message)
-                except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+                except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
+                        RecursionError):
                     pass
                 else:
                     if broken(ev) is None:
@@ -342,7 +346,8 @@ class EventDecoder:
             events = list(map(self._event.decode, messages))
             for message in filterfalse(_isascii, messages):
                 message.decode("utf-8")  # msgspec does not check the fields it skips
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
+                RecursionError):
             return None  # a batch message, or one that fails: each is examined on its own
         return events if self._accept(events) else None
 
@@ -353,7 +358,8 @@ class EventDecoder:
             return None
         try:
             events = self._events.decode(message)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
+                RecursionError):
             return None
         limit = self.max_event_bytes
         if len(message) > limit and max(map(len, self._batch.decode(message)),
@@ -388,11 +394,17 @@ class EventDecoder:
                 if not str(bad).startswith("Number out of range"):
                     rejects.append(self._explain(raw, index))
                     return
+            except RecursionError:
+                rejects.append(_too_deep(raw, index))
+                return
             msg = str(exc)
             rejects.append(Reject(_classify_validation(msg), msg, raw, index))
             return
         except (msgspec.DecodeError, UnicodeDecodeError):
             rejects.append(self._explain(raw, index))
+            return
+        except RecursionError:
+            rejects.append(_too_deep(raw, index))
             return
         reason = self._broken(ev)
         if reason is not None:
@@ -423,6 +435,8 @@ class EventDecoder:
             return Reject(Reason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", raw, index)
         try:
             msgspec.json.decode(raw)
+        except RecursionError:
+            return _too_deep(raw, index)
         except msgspec.DecodeError as exc:
             loose = _loose(raw)
             if loose is not _INVALID and _has_non_finite(loose):
@@ -443,40 +457,57 @@ def _loose(raw: bytes) -> Any:
         return _INVALID
 
 
+def _too_deep(raw: bytes, index: int | None) -> Reject:
+    return Reject(Reason.TOO_DEEP, "JSON nested too deeply to decode", raw, index)
+
+
+_OPEN, _CLOSE, _QUOTE, _ESCAPE, _COMMA = frozenset(b"[{"), frozenset(b"]}"), 34, 92, 44
+_SPACE = frozenset(b" \t\r\n")
+
+
 def _split_array(message: bytes) -> list[bytes] | None:
-    """The exact bytes of each element of a JSON array that only Python's lenient parser
-    accepts (NaN/Infinity inside); None if it is not such an array.
+    """The exact bytes of each element of a top-level JSON array, found by scanning the
+    brackets and strings without parsing the elements (so at any depth, with NaN inside);
+    None if it is not such an array. Each element is then validated on its own. (Our own
+    scanner: msgspec and the json module both recurse, and give up on deep nesting.)
 
     >>> _split_array(b'[{"a": 1}, {"b": NaN} ]')
     [b'{"a": 1}', b'{"b": NaN}']
+    >>> _split_array(b'[[[[]]], "x,]"]'), _split_array(b"[]"), _split_array(b"[1,]")
+    ([b'[[[]]]', b'"x,]"'], [], None)
     """
-    try:
-        text = message.decode("utf-8")
-    except UnicodeDecodeError:
+    i, n = 0, len(message)
+    while i < n and message[i] in _SPACE:
+        i += 1
+    if i == n or message[i] != 91:  # "["
         return None
-    decoder = json.JSONDecoder()
-    i = text.index("[") + 1
     out: list[bytes] = []
-    try:
-        while True:
-            while text[i:i + 1].isspace():
-                i += 1
-            if text[i:i + 1] == "]" and not out:
-                break
-            _, end = decoder.raw_decode(text, i)
-            out.append(text[i:end].encode("utf-8"))
-            i = end
-            while text[i:i + 1].isspace():
-                i += 1
-            if text[i:i + 1] == ",":
-                i += 1
-                continue
-            if text[i:i + 1] == "]" and not text[i + 1:].strip():
-                break
-            return None
-    except (ValueError, RecursionError):
-        return None
-    return out
+    depth, start, in_string, escaped = 0, i + 1, False, False
+    for j in range(i + 1, n):
+        c = message[j]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == _ESCAPE:
+                escaped = True
+            elif c == _QUOTE:
+                in_string = False
+        elif c == _QUOTE:
+            in_string = True
+        elif c in _OPEN:
+            depth += 1
+        elif c in _CLOSE and depth > 0:
+            depth -= 1
+        elif depth == 0 and (c == _COMMA or c == 93):  # "," or the array's "]"
+            element = message[start:j].strip()
+            if not element and (c == _COMMA or out):
+                return None  # an empty element: "[1,]", "[,1]"
+            if element:
+                out.append(element)
+            if c == 93:
+                return out if not message[j + 1:].strip() else None
+            start = j + 1
+    return None
 
 
 def _kept(raw: bytes, decoder: EventDecoder) -> bytes:

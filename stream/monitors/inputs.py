@@ -130,8 +130,9 @@ def _add(acc: _Acc, profile: Profile, values: list[Any]) -> None:
             if ((profile.bound_min is not None and lo < profile.bound_min)
                     or (profile.bound_max is not None and hi > profile.bound_max)):
                 acc.out_of_bounds += profile.out_of_bounds(finite)
-        acc.sum += float(finite.sum())
-        acc.sumsq += float(np.dot(finite, finite))
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e308s: inf, not a warning
+            acc.sum += float(finite.sum())
+            acc.sumsq += float(np.dot(finite, finite))
         nulls, missing, mismatched, example = col.nulls, col.missing, col.mismatched, (
             col.mismatch_example
         )

@@ -481,6 +481,7 @@ def test_every_reason_is_covered() -> None:
         "unknown_model",
         "non_finite",
         "oversize",
+        "too_deep",
     }
 
 
