@@ -15,23 +15,37 @@ echo "== mypy"
 echo "== lint-imports (the layers in pyproject.toml)"
 .venv/bin/lint-imports || exit 1
 
+# Servers this run starts are its own: free ports and private folders, stopped (by the
+# scripts, which stop only the server of their folder) and removed at the end. Servers
+# named by DATABASE_URL / KAFKA_BOOTSTRAP are used as they are and never stopped.
 started=()
+folders=()
 cleanup() {
   for service in "${started[@]}"; do
     bash "scripts/$service.sh" stop || echo "could not stop $service" >&2
+  done
+  for folder in "${folders[@]}"; do
+    rm -rf "$folder"
   done
 }
 trap cleanup EXIT
 
 if [ -z "${DATABASE_URL:-}" ]; then
-  echo "== starting PostgreSQL"
-  DATABASE_URL=$(bash scripts/postgres.sh start) || { echo "PostgreSQL did not start" >&2; exit 1; }
+  echo "== starting PostgreSQL (a server of this run's own)"
+  folders+=("$(mktemp -d /tmp/watchkeeper-test-pg.XXXXXX)")
+  chmod 755 "${folders[-1]}"  # the postgres user (when we are root) must reach its data
+  export WK_PG_DIR="${folders[-1]}/data"
+  export WK_PG_PORT; WK_PG_PORT=$(.venv/bin/python scripts/free_port.py) || exit 1
   started+=(postgres)
+  DATABASE_URL=$(bash scripts/postgres.sh start) || { echo "PostgreSQL did not start" >&2; exit 1; }
 fi
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  echo "== starting Kafka"
-  KAFKA_BOOTSTRAP=$(bash scripts/kafka.sh start) || { echo "Kafka did not start" >&2; exit 1; }
+  echo "== starting Kafka (a broker of this run's own)"
+  folders+=("$(mktemp -d /tmp/watchkeeper-test-kafka.XXXXXX)")
+  export WK_KAFKA_DIR="${folders[-1]}"
+  export WK_KAFKA_PORT; WK_KAFKA_PORT=$(.venv/bin/python scripts/free_port.py --pair) || exit 1
   started+=(kafka)
+  KAFKA_BOOTSTRAP=$(bash scripts/kafka.sh start) || { echo "Kafka did not start" >&2; exit 1; }
 fi
 export DATABASE_URL KAFKA_BOOTSTRAP
 export WATCHKEEPER_REQUIRE_SERVICES=1
