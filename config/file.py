@@ -82,13 +82,19 @@ class DriftSettings(_Frozen):
 
 
 class QualitySettings(_Frozen):
-    """Minimum rises (absolute rates) over the reference that a data-quality signal needs."""
+    """Minimum rises (absolute rates) over the reference that a data-quality signal needs.
+
+    Memory bounds, per column and window: the first ``max_unseen_values`` distinct unseen
+    categories are counted by value (the examples of a signal), the rest only in the rate
+    and as untracked; the first ``max_new_features`` names not in the reference likewise."""
 
     null_rate_increase: float = Field(default=0.05, gt=0, le=1)
     out_of_bounds_rate: float = Field(default=0.01, gt=0, le=1)
     out_of_range_rate: float = Field(default=0.05, gt=0, le=1)
     unseen_category_rate: float = Field(default=0.05, gt=0, le=1)
     schema_rate: float = Field(default=0.01, gt=0, le=1)
+    max_unseen_values: int = Field(default=100, ge=1)
+    max_new_features: int = Field(default=100, ge=1)
 
 
 class PerformanceSettings(_Frozen):
@@ -102,7 +108,12 @@ class PerformanceSettings(_Frozen):
     it comes at most ``join_ttl_seconds`` after it (90 days: credit and churn labels take
     months); at most ``join_max_pending`` predictions wait at once (the oldest go first);
     an outcome that comes before its prediction waits until the predictions are
-    ``join_wait_seconds`` past it."""
+    ``join_wait_seconds`` past it; the ids of the last ``join_remember_dropped`` predictions
+    dropped unanswered are kept to tell a late label from an unknown one.
+
+    Series are kept for the first ``max_slice_values`` values of each slice dimension and
+    the first ``max_versions`` model versions (in event order); labels of the others are
+    counted as untracked."""
 
     window_labels: int = Field(default=1000, ge=50)
     min_labels: int = Field(default=200, ge=20)
@@ -111,7 +122,9 @@ class PerformanceSettings(_Frozen):
     join_ttl_seconds: float = Field(default=90 * 24 * 3600, gt=0)
     join_max_pending: int = Field(default=500_000, ge=1)
     join_wait_seconds: float = Field(default=3600, ge=0)
+    join_remember_dropped: int = Field(default=50_000, ge=1)
     max_slice_values: int = Field(default=50, ge=1)
+    max_versions: int = Field(default=20, ge=1)
     min_reference_rows: int = Field(default=100, ge=1)
 
     @model_validator(mode="after")
@@ -131,9 +144,13 @@ class HealthSettings(_Frozen):
 
 
 class BusinessSettings(_Frozen):
+    """Business metrics; at most ``max_metrics`` names are tracked per model (the configured
+    ones always, then others in event order); observations of the rest are counted only."""
+
     reference_observations: int = Field(default=500, ge=10)
     window_observations: int = Field(default=400, ge=10)
     eval_every: int = Field(default=50, ge=1)
+    max_metrics: int = Field(default=100, ge=1)
 
 
 class MonitoringSettings(_Frozen):

@@ -102,7 +102,9 @@ class ModelRuntime:
 
     def _join(self) -> LabelJoin:
         perf = self.settings.performance
-        return LabelJoin(perf.join_ttl_seconds, perf.join_max_pending, perf.join_wait_seconds)
+        return LabelJoin(perf.join_ttl_seconds, perf.join_max_pending, perf.join_wait_seconds,
+                         perf.join_remember_dropped,
+                         keep_fates=self.profile.config.performance.expect_labels)
 
     def _health(self) -> LabelHealth | None:
         return (LabelHealth(self.profile, self.settings, self.join)
@@ -152,7 +154,7 @@ class ModelRuntime:
                 values = [p.features.get(name, MISSING) for p in preds]
             else:
                 values = [(p.tags or _NO_TAGS).get(name, MISSING) for p in preds]
-            cols.append(_labels(dim, cache, values))
+            cols.append(_labels(dim, cache, values, self.settings.performance.max_slice_values))
         return list(zip(*cols, strict=True))
 
     def encode(self, values: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -169,13 +171,22 @@ def _pending_row(row: Any) -> tuple[Any, ...]:
     return ((version, prediction, score, tuple(slices), int(seq)),)
 
 
-def _labels(dim: SliceDim, cache: dict[Any, str | None], values: list[Any]) -> list[str | None]:
+def _labels(dim: SliceDim, cache: dict[Any, str | None], values: list[Any],
+            max_values: int) -> list[str | None]:
+    """The slice labels of ``values``; ``cache`` keeps those of at most ``max_values`` raw
+    values (and null, missing): the performance monitor tracks no more slice values than
+    that, and a dimension of a million values would otherwise be a million entries."""
     if dim.edges is not None:
         return dim.labels(values)
     out = list(map(cache.get, values))
     if None in out:
+        room = max_values + 2 - len(cache)
         for v in set(values) - cache.keys():
+            if room <= 0:
+                label = dim.label
+                return [cache[v] if v in cache else label(v) for v in values]
             cache[v] = dim.label(v)
+            room -= 1
         out = list(map(cache.get, values))
     return out
 
@@ -412,6 +423,10 @@ class Core:
             "join_by_model": {m: rt.join.counters() for m, rt in self.models.items()},
             "performance": {m: rt.performance.counters() for m, rt in self.models.items()
                             if rt.performance is not None},
+            "dedupe": {"remembered": len(self.dedupe), "capacity": self.dedupe.capacity,
+                       "forgotten": self.dedupe.forgotten},
+            "inputs": {m: rt.inputs.counters() for m, rt in self.models.items()},
+            "business": {m: rt.business.counters() for m, rt in self.models.items()},
         }
 
 

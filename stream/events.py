@@ -116,10 +116,11 @@ class Reject:
 
 class DedupeSet:
     """Remembers the last ``capacity`` event ids (FIFO); O(1) per check, bounded memory.
+    ``forgotten`` counts the ids pushed out (a copy of one of them would be taken again).
 
     >>> d = DedupeSet(capacity=2)
-    >>> [d.seen(x) for x in ["a", "b", "a", "c", "a"]]
-    [False, False, True, False, False]
+    >>> [d.seen(x) for x in ["a", "b", "a", "c", "a"]], len(d), d.forgotten
+    ([False, False, True, False, False], 2, 2)
     """
 
     def __init__(self, capacity: int) -> None:
@@ -128,6 +129,7 @@ class DedupeSet:
         self.capacity = capacity
         self._ids: dict[str, None] = {}  # for lookups
         self._order: deque[str] = deque()  # the same ids, oldest first, for evictions
+        self.forgotten = 0
 
     def seen(self, event_id: str) -> bool:
         """True when ``event_id`` was seen before (and is still remembered); else remember it."""
@@ -140,16 +142,18 @@ class DedupeSet:
         """The ids remembered, oldest first (plain data for a checkpoint).
 
         >>> d = DedupeSet(3); _ = [d.seen(x) for x in "abcd"]
-        >>> r = DedupeSet(3); r.restore(d.state()); r.seen("b"), r.seen("a")
-        (True, False)
+        >>> r = DedupeSet(3); r.restore(d.state()); r.seen("b"), r.seen("a"), r.forgotten
+        (True, False, 2)
         """
-        return {"ids": list(self._order)}
+        return {"ids": list(self._order), "forgotten": self.forgotten}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Remember ``state``'s ids; only the newest ``capacity`` if it is smaller now."""
-        ids = [str(i) for i in state["ids"]][-self.capacity:]
-        self._ids = dict.fromkeys(ids)
+        """Remember ``state``'s ids; only the newest ``capacity`` if it is smaller now (the
+        others count as forgotten)."""
+        ids = [str(i) for i in state["ids"]]
+        self._ids = dict.fromkeys(ids[-self.capacity:])
         self._order = deque(self._ids)
+        self.forgotten = int(state.get("forgotten", 0)) + max(len(ids) - self.capacity, 0)
 
     def filter(self, ids: list[str | None]) -> list[bool]:
         """For a batch: True for each id already seen (None ids are never duplicates).
@@ -160,6 +164,8 @@ class DedupeSet:
         known = self._ids
         order = self._order
         capacity = self.capacity
+        before = len(known)
+        added = 0
         out = []
         for eid in ids:
             if eid is None:
@@ -169,9 +175,11 @@ class DedupeSet:
             else:
                 known[eid] = None
                 order.append(eid)
+                added += 1
                 if len(known) > capacity:
                     del known[order.popleft()]
                 out.append(False)
+        self.forgotten += before + added - len(known)
         return out
 
 

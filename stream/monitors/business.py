@@ -6,6 +6,10 @@ The first ``reference_observations`` of a metric (per model) are its reference (
 evaluation. A signal needs a relative fall of at least ``max_drop`` that is also
 significant (Welch z); a fall of at least ``1 - hysteresis`` of that, or one that is not
 significant, is held; less is clear.
+
+At most ``max_metrics`` names are tracked per model: the configured ones, then others in
+event order; observations of the rest are counted (``untracked_observations``) and
+otherwise left alone.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ class BusinessMonitor:
         self.settings = settings
         self._metrics: dict[str, _MetricState] = {}
         self._z = z_critical(settings.alpha, max(len(specs), 1))
+        # unconfigured names that may still get a state (configured ones always do)
+        self._room = max(settings.business.max_metrics - len(specs), 0)
+        self.untracked = 0  # observations of names past the bound
 
     def state(self) -> State:
         """Every metric's reference and rolling window, as plain data."""
@@ -82,13 +89,16 @@ class BusinessMonitor:
                    "cur_mean": None if st.cur_mean is None else _rolling(st.cur_mean, False),
                    "cur_var": None if st.cur_var is None else _rolling(st.cur_var, True),
                    "window_seq": list(st.window_seq), "window_ts": list(st.window_ts)}
-            for name, st in self._metrics.items()}}
+            for name, st in self._metrics.items()}, "untracked": self.untracked}
 
     def restore(self, state: State) -> None:
         state = check(state, "business", 1)
         b = self.settings.business
+        self.untracked = int(state.get("untracked", 0))
         for name, m in state["metrics"].items():
             st = self._state(name)
+            if st is None:  # a smaller bound now: what was over it is left behind
+                continue
             st.count = int(m["count"])
             st.ref_mean.n, st.ref_mean._mean = float(m["ref_mean"]["n"]), float(
                 m["ref_mean"]["mean"])
@@ -101,11 +111,21 @@ class BusinessMonitor:
             st.window_seq = deque(int(x) for x in m["window_seq"])
             st.window_ts = deque(float(x) for x in m["window_ts"])
 
-    def _state(self, name: str) -> _MetricState:
+    def _state(self, name: str) -> _MetricState | None:
+        """The metric's state; None for a name past the bound."""
         st = self._metrics.get(name)
         if st is None:
-            st = self._metrics[name] = _MetricState(self.specs.get(name, BusinessMetricSpec()))
+            spec = self.specs.get(name)
+            if spec is None:
+                if self._room <= 0:
+                    return None
+                self._room -= 1
+                spec = BusinessMetricSpec()
+            st = self._metrics[name] = _MetricState(spec)
         return st
+
+    def counters(self) -> dict[str, int]:
+        return {"metrics": len(self._metrics), "untracked_observations": self.untracked}
 
     def update(self, names: list[str], values: NDArray[np.float64], seq: NDArray[np.int64],
                ts: NDArray[np.float64]) -> Findings:
@@ -113,6 +133,9 @@ class BusinessMonitor:
         out = Findings()
         for i, name in enumerate(names):
             st = self._state(name)
+            if st is None:
+                self.untracked += 1
+                continue
             x = float(values[i])
             st.count += 1
             if st.count <= b.reference_observations:

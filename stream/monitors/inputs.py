@@ -11,6 +11,12 @@ every column is tested against its reference profile:
   a practical threshold and be significant (chi-square test), at a level corrected for the
   number of tests in the window, so that a stationary stream stays quiet.
 
+Memory per column is bounded: a window counts its first ``quality.max_unseen_values``
+distinct unseen categories by value (a signal's examples) and its first
+``quality.max_new_features`` new feature names; the others count in the rates all the same
+and as untracked (``untracked_unseen_rows``, ``untracked_new_feature_rows`` in evidence and
+:meth:`InputMonitor.counters`).
+
 Every closed window is an :class:`stream.signals.Evaluation` of all these series: one that
 fires raises a signal; one whose effect is inside the hysteresis band (at least
 ``1 - hysteresis`` of its threshold, or over it without significance) or that could not be
@@ -83,6 +89,7 @@ class _Acc:
     sumsq: float = 0.0
     mismatch_example: str | None = None
     unseen_values: Counter[str] = field(default_factory=Counter)
+    unseen_untracked: int = 0  # unseen values past the bound on distinct ones
 
     def state(self) -> State:
         return {"counts": array(self.counts), "rows": self.rows, "nulls": self.nulls,
@@ -90,7 +97,8 @@ class _Acc:
                 "out_of_bounds": self.out_of_bounds, "out_of_range": self.out_of_range,
                 "unseen": self.unseen, "sum": self.sum, "sumsq": self.sumsq,
                 "mismatch_example": self.mismatch_example,
-                "unseen_values": dict(self.unseen_values)}
+                "unseen_values": dict(self.unseen_values),
+                "unseen_untracked": self.unseen_untracked}
 
     def restore(self, state: State) -> None:
         self.counts = unarray(state["counts"], self.counts.shape)
@@ -100,11 +108,12 @@ class _Acc:
         self.sum, self.sumsq = float(state["sum"]), float(state["sumsq"])
         self.mismatch_example = state["mismatch_example"]
         self.unseen_values = Counter({str(k): int(v) for k, v in state["unseen_values"].items()})
+        self.unseen_untracked = int(state.get("unseen_untracked", 0))
 
     def reset(self) -> None:
         self.counts[:] = 0
         self.rows = self.nulls = self.missing = self.mismatched = 0
-        self.out_of_bounds = self.out_of_range = self.unseen = 0
+        self.out_of_bounds = self.out_of_range = self.unseen = self.unseen_untracked = 0
         self.sum = self.sumsq = 0.0
         self.mismatch_example = None
         self.unseen_values.clear()
@@ -116,7 +125,7 @@ def _new_acc(profile: Profile) -> _Acc:
     return _Acc(np.zeros(len(profile.categories) + 1, dtype=np.int64))  # last: unseen
 
 
-def _add(acc: _Acc, profile: Profile, values: list[Any]) -> None:
+def _add(acc: _Acc, profile: Profile, values: list[Any], max_unseen: int) -> None:
     acc.rows += len(values)
     if isinstance(profile, NumericProfile):
         col = numeric(values)
@@ -141,8 +150,13 @@ def _add(acc: _Acc, profile: Profile, values: list[Any]) -> None:
         acc.counts[:-1] += cat.counts
         acc.counts[-1] += cat.unseen
         acc.unseen += cat.unseen
-        if cat.unseen_values and len(acc.unseen_values) < 1000:
-            acc.unseen_values.update(cat.unseen_values)
+        if cat.unseen_values:  # in order of first appearance: the first max_unseen stay
+            kept = acc.unseen_values
+            for value, count in cat.unseen_values.items():
+                if value in kept or len(kept) < max_unseen:
+                    kept[value] += count
+                else:
+                    acc.unseen_untracked += count
         nulls, missing, mismatched, example = cat.nulls, cat.missing, cat.mismatched, (
             cat.mismatch_example
         )
@@ -186,6 +200,9 @@ class InputMonitor:
         self._n_features = len(profile.features)
         self._accs = {c.name: _new_acc(c.profile) for c in cols}
         self._new_features: Counter[str] = Counter()
+        self._new_untracked = 0  # rows' new feature names past max_new_features, this window
+        self.unseen_untracked = 0  # totals, all windows
+        self.new_features_untracked = 0
         self._clock = WindowClock(settings.window_events, settings.window_seconds,
                                   settings.min_window_events)
         self._z = z_critical(settings.alpha, TESTS_PER_COLUMN * len(cols))
@@ -212,6 +229,8 @@ class InputMonitor:
         return {"kind": "inputs", "v": 1, "clock": self._clock.state(),
                 "columns": {name: acc.state() for name, acc in self._accs.items()},
                 "new_features": dict(self._new_features),
+                "new_untracked": self._new_untracked,
+                "untracked": [self.unseen_untracked, self.new_features_untracked],
                 "windows_closed": self.windows_closed}
 
     def restore(self, state: State) -> None:
@@ -224,23 +243,42 @@ class InputMonitor:
             acc.restore(state["columns"][name])
         self._new_features = Counter({str(k): int(v)
                                       for k, v in state["new_features"].items()})
+        self._new_untracked = int(state.get("new_untracked", 0))
+        self.unseen_untracked, self.new_features_untracked = (
+            int(x) for x in state.get("untracked", (0, 0)))
         self.windows_closed = int(state["windows_closed"])
+
+    def counters(self) -> dict[str, int]:
+        """What the bounds left untracked, over all windows (counted in the rates all the
+        same): unseen categories past ``max_unseen_values`` distinct ones per column and
+        window, new feature names past ``max_new_features``."""
+        return {"windows": self.windows_closed, "untracked_unseen_rows": self.unseen_untracked,
+                "untracked_new_feature_rows": self.new_features_untracked}
 
     def _add(self, preds: Sequence[Prediction]) -> None:
         rows = [p.features for p in preds]
         columns = extract_all(rows, self._feature_names)
+        cap = self.settings.quality.max_unseen_values
         for col, values in zip(self._feature_columns, columns, strict=True):
-            _add(self._accs[col.name], col.profile, values)
+            _add(self._accs[col.name], col.profile, values, cap)
         nf = self._n_features
         lens = list(map(len, rows))
         if lens.count(nf) != len(lens) or self._accs_missing():
-            names = self._names
+            names, new = self._names, self._new_features
+            room = self.settings.quality.max_new_features
             for r in rows:
                 if len(r) != nf or not names.issuperset(r):
-                    self._new_features.update(k for k in r if k not in names)
-        _add(self._accs["prediction"], self.profile.prediction, [p.prediction for p in preds])
+                    for k in r:
+                        if k in names:
+                            continue
+                        if k in new or len(new) < room:
+                            new[k] += 1
+                        else:
+                            self._new_untracked += 1
+        _add(self._accs["prediction"], self.profile.prediction, [p.prediction for p in preds],
+             cap)
         if self.profile.score is not None:
-            _add(self._accs["score"], self.profile.score, [p.score for p in preds])
+            _add(self._accs["score"], self.profile.score, [p.score for p in preds], cap)
 
     def _accs_missing(self) -> bool:
         return any(self._accs[c.name].missing for c in self._feature_columns)
@@ -251,17 +289,22 @@ class InputMonitor:
         for col in self._columns:
             acc = self._accs[col.name]
             self._test(col, acc, window, out)
+            self.unseen_untracked += acc.unseen_untracked
             acc.reset()
+        untracked, self._new_untracked = self._new_untracked, 0
+        self.new_features_untracked += untracked
         q = self.settings.quality
         keep = 1.0 - self.settings.hysteresis
         for name, count in sorted(self._new_features.items()):
             rate = count / window.count
             z = rate_increase_z(count, window.count, 0.0, self.profile.prediction.n)
             if rate >= q.schema_rate and z >= self._z:
+                evidence: dict[str, EvidenceValue] = {
+                    "rows": count, "window_rows": window.count, "in_reference": False}
+                if untracked:  # names past max_new_features, in rows of this window
+                    evidence["untracked_new_feature_rows"] = untracked
                 out.signals.append(self._signal(Kind.SCHEMA, name, "new_feature_rate", rate,
-                                                q.schema_rate, window,
-                                                {"rows": count, "window_rows": window.count,
-                                                 "in_reference": False}))
+                                                q.schema_rate, window, evidence))
             elif rate >= keep * q.schema_rate:
                 out.held.add((Kind.SCHEMA, name, "new_feature_rate"))
         self._new_features.clear()
@@ -329,9 +372,12 @@ class InputMonitor:
                  "current_mean": round(acc.sum / valid, 6) if valid else None})
         if isinstance(prof, CategoricalProfile) and col.source == "features":
             top = [v for v, _ in acc.unseen_values.most_common(MAX_EXAMPLES)]
+            extra: dict[str, EvidenceValue] = {"examples": top}
+            if acc.unseen_untracked:  # past max_unseen_values distinct: not in examples
+                extra["untracked_unseen_rows"] = acc.unseen_untracked
             self._rate_signal(
                 out, Kind.DATA_QUALITY, col, "unseen_category_rate", acc.unseen, valid, 0.0,
-                prof.n, q.unseen_category_rate, window, {"examples": top})
+                prof.n, q.unseen_category_rate, window, extra)
         drift_signal(out, self.profile.model_id, col.kind, col.name, prof, acc, window,
                      self.settings, TESTS_PER_COLUMN * len(self._columns))
 
@@ -413,7 +459,8 @@ class LabelMonitor:
         out = Findings()
         for a, b, window in self._clock.split(seq, ts):
             if b > a:
-                _add(self._acc, self.label_profile, list(labels[a:b]))
+                _add(self._acc, self.label_profile, list(labels[a:b]),
+                     self.settings.quality.max_unseen_values)
             if window is not None:
                 found = _Verdicts()
                 drift_signal(found, self.profile.model_id, Kind.LABEL_DRIFT, "label",

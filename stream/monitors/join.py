@@ -8,13 +8,16 @@ other. Memory is bounded by size first (``max_pending`` predictions waiting, old
 out first), then by time: a prediction is dropped once the *outcomes* have moved more than
 the TTL past it (any outcome still to come would be too late), never because predictions
 ran ahead. An outcome that comes before its prediction (a worker reading the outcomes
-topic ahead) waits for it, until the *predictions* have moved ``wait_seconds`` past it.
+topic ahead) waits for it, until the *predictions* have moved ``wait_seconds`` past it
+(at most ``max_pending`` of them wait, the oldest given up first: ``waiting_evicted``).
 
 Every outcome ends in one fate, recorded for the health monitor
 (:mod:`stream.monitors.health`): ``matched``; ``late`` (its prediction was there but more
 than the TTL before it, or was dropped for that); ``evicted`` (its prediction was pushed
 out by the size bound); ``unknown`` (no prediction with its ``request_id`` came). The keys
-of recently dropped predictions are remembered (bounded) to tell the three apart.
+of the last ``remember_dropped`` dropped predictions are remembered to tell the three
+apart (``forgotten`` counts those pushed out of that memory: a label for one of them is
+told ``unknown``).
 
 Matching obeys event order, so results do not depend on how the stream was cut into
 batches, but at the bounds: a batch adds its predictions before it matches its outcomes,
@@ -45,8 +48,7 @@ from typing import Any
 from stream.state import State, check
 
 _COUNTERS = ("added", "matched", "unmatched", "late", "after_eviction", "expired",
-             "evicted", "replaced")
-REMEMBER_DROPPED = 50_000  # keys of dropped predictions kept to tell a late label's fate
+             "evicted", "replaced", "waiting_evicted", "forgotten")
 LATENESS_SAMPLES = 1_000
 
 # An outcome's fate: (seq at which it was decided, event time, fate, seconds after its
@@ -67,15 +69,24 @@ class LabelJoin:
     wait_seconds
         How far the predictions may move past an outcome that waits for its own before it
         is given up (a prediction comes before its outcome, but producers' clocks differ).
+    remember_dropped
+        Keys of predictions dropped unanswered that are remembered, to tell the fate of an
+        outcome that comes for one of them.
+    keep_fates
+        Record each outcome's fate in :attr:`fates` for :meth:`take_fates` (False where
+        nobody takes them: they would pile up).
     """
 
-    def __init__(self, ttl_seconds: float, max_pending: int,
-                 wait_seconds: float = 3600.0) -> None:
-        if ttl_seconds <= 0 or max_pending < 1 or wait_seconds < 0:
-            raise ValueError("ttl_seconds must be > 0, max_pending >= 1, wait_seconds >= 0")
+    def __init__(self, ttl_seconds: float, max_pending: int, wait_seconds: float = 3600.0,
+                 remember_dropped: int = 50_000, keep_fates: bool = True) -> None:
+        if ttl_seconds <= 0 or max_pending < 1 or wait_seconds < 0 or remember_dropped < 1:
+            raise ValueError("ttl_seconds must be > 0, max_pending >= 1, wait_seconds >= 0, "
+                             "remember_dropped >= 1")
         self.ttl_seconds = ttl_seconds
         self.max_pending = max_pending
         self.wait_seconds = wait_seconds
+        self.remember_dropped = remember_dropped
+        self.keep_fates = keep_fates
         self._pending: OrderedDict[Any, tuple[float, int, tuple[Any, ...]]] = OrderedDict()
         # outcomes before their prediction: key -> (its event time, seq, outcome)
         self._early: OrderedDict[Any, tuple[float, int, Any]] = OrderedDict()
@@ -94,6 +105,8 @@ class LabelJoin:
         self.expired = 0
         self.evicted = 0
         self.replaced = 0
+        self.waiting_evicted = 0  # outcomes given up for the size bound
+        self.forgotten = 0  # keys pushed out of the memory of dropped predictions
 
     @property
     def waiting(self) -> int:
@@ -101,15 +114,17 @@ class LabelJoin:
         return len(self._early)
 
     def _fate(self, seq: int, t: float, fate: str, lateness: float | None = None) -> None:
-        self.fates.append((seq, t, fate, lateness))
+        if self.keep_fates:
+            self.fates.append((seq, t, fate, lateness))
         if fate == "late" and lateness is not None:
             self.lateness.append(lateness)
 
     def _drop(self, key: Any, why: str, t: float) -> None:
         dropped = self._dropped
         dropped[key] = (why, t)
-        if len(dropped) > REMEMBER_DROPPED:
+        while len(dropped) > self.remember_dropped:
             dropped.popitem(last=False)
+            self.forgotten += 1
 
     def add_many(self, keys: list[Any], rows: list[tuple[Any, ...]], ts: list[float],
                  seqs: list[int]) -> list[tuple[int, Any, int]]:
@@ -143,7 +158,7 @@ class LabelJoin:
             if key in pending:
                 self.replaced += 1
             pending[key] = (t, s, row)
-            if len(pending) > self.max_pending:
+            while len(pending) > self.max_pending:  # (while: a restore under a smaller bound)
                 old, (old_t, _, _) = pending.popitem(last=False)
                 self.evicted += 1
                 self._drop(old, "evicted", old_t)
@@ -224,8 +239,9 @@ class LabelJoin:
                 self._fate(s, t, "unknown")
                 continue
             early[key] = (t, s, outcome)
-            if len(early) > self.max_pending:
+            while len(early) > self.max_pending:
                 _, (old_t, _, _) = early.popitem(last=False)
+                self.waiting_evicted += 1
                 self.unmatched += 1
                 self._fate(s, old_t, "unknown")
         return out
@@ -256,8 +272,8 @@ class LabelJoin:
         self.pred_clock, self.out_clock = float(state["pred_clock"]), float(state["out_clock"])
         self.first_ts = None if state["first_ts"] is None else float(state["first_ts"])
         self.lateness = deque((float(x) for x in state["lateness"]), maxlen=LATENESS_SAMPLES)
-        for name in _COUNTERS:
-            setattr(self, name, int(state["counters"][name]))
+        for name in _COUNTERS:  # (a checkpoint older than a counter: from 0)
+            setattr(self, name, int(state["counters"].get(name, 0)))
         self.fates = []
 
     def take_fates(self) -> list[Fate]:
@@ -281,4 +297,6 @@ class LabelJoin:
             "expired": self.expired,
             "evicted_overflow": self.evicted,
             "replaced": self.replaced,
+            "waiting_evicted": self.waiting_evicted,
+            "dropped_ids_forgotten": self.forgotten,
         }

@@ -12,6 +12,11 @@ evaluated: it fires while its CUSUM is at its threshold, is clear once the CUSUM
 below ``1 - hysteresis`` of it, and is held in between. A series keeps its last
 ``window_labels`` pairs in ring buffers (O(1) memory) for the evidence: the metric since the
 CUSUM's run began ("since when"), at least ``min_labels`` of them.
+
+Series are bounded: the first ``max_slice_values`` values of each slice dimension and the
+first ``max_versions`` versions, in event order, get one; labels of the others are counted
+(``slices_overflow``, ``versions_overflow``, and in a signal's evidence as
+``untracked_slice_labels`` / ``untracked_version_labels`` where there are any).
 """
 
 from __future__ import annotations
@@ -197,8 +202,9 @@ class PerformanceMonitor:
         self.blocks = self.metric in BLOCK_METRICS  # not a mean of per-label losses
         self._series: dict[tuple[str | None, str | None], _Series] = {}
         self._codes: dict[int, dict[str | None, int]] = {}
-        self._versions: set[str] = set()
-        self.slices_overflow = 0
+        self._versions: list[str] = []  # the first two seen: is there more than one?
+        self.slices_overflow = 0  # labels (one per slice dimension) of untracked values
+        self.versions_overflow = 0  # labels of untracked versions
         self.labels = 0
 
     def state(self) -> State:
@@ -208,8 +214,8 @@ class PerformanceMonitor:
                 "series": [[k[0], k[1], s.state()] for k, s in self._series.items()],
                 "codes": [[dim, [[key, code] for key, code in codes.items()]]
                           for dim, codes in self._codes.items()],
-                "versions": sorted(self._versions), "slices_overflow": self.slices_overflow,
-                "labels": self.labels}
+                "versions": list(self._versions), "slices_overflow": self.slices_overflow,
+                "versions_overflow": self.versions_overflow, "labels": self.labels}
 
     def restore(self, state: State) -> None:
         state = check(state, "performance", 1)
@@ -217,8 +223,9 @@ class PerformanceMonitor:
             self._get((slice_key, version)).restore(series_state)
         self._codes = {int(dim): {key: int(code) for key, code in codes}
                        for dim, codes in state["codes"]}
-        self._versions = set(state["versions"])
+        self._versions = [str(v) for v in state["versions"]][:2]
         self.slices_overflow, self.labels = int(state["slices_overflow"]), int(state["labels"])
+        self.versions_overflow = int(state.get("versions_overflow", 0))
 
     def _get(self, key: tuple[str | None, str | None]) -> _Series:
         s = self._series.get(key)
@@ -268,37 +275,57 @@ class PerformanceMonitor:
         if len(batch) == 0:
             return out
         self.labels += len(batch)
+        perf = self.settings.performance
         groups: dict[tuple[str | None, str | None], NDArray[np.int64]] = {
             (None, None): np.arange(len(batch), dtype=np.int64)}
+        # untracked labels up to and including each row (the evidence at any label is the
+        # same whatever the batches)
+        untracked = np.zeros((len(batch), 2), dtype=np.int64)
         for d, column in enumerate(zip(*batch.slices, strict=True)):
-            for slice_key, rows in self._group(d, column).items():
+            found, lost = self._group(d, column, perf.max_slice_values)
+            untracked[:, 0] += lost
+            for slice_key, rows in found.items():
                 groups[(slice_key, None)] = rows
-        self._versions.update(v for v in batch.version if v is not None)
+        if len(self._versions) < 2:
+            for v in batch.version:
+                if v is not None and v not in self._versions:
+                    self._versions.append(v)
+                    if len(self._versions) == 2:
+                        break
         if len(self._versions) > 1:  # one version alone is the overall series again
-            for version, rows in self._group(-1, batch.version).items():
+            found, lost = self._group(-1, batch.version, perf.max_versions)
+            untracked[:, 1] += lost
+            for version, rows in found.items():
                 groups[(None, version)] = rows
+        totals = np.cumsum(untracked, axis=0)
+        totals[:, 0] += self.slices_overflow
+        totals[:, 1] += self.versions_overflow
+        if len(totals):
+            self.slices_overflow, self.versions_overflow = map(int, totals[-1])
         loss = self._loss(batch.y, batch.pred)
         overall = self._series.get((None, None))
         before = overall.count if overall is not None else 0  # overall labels before these
         for key, idx in groups.items():
-            self._feed(key, batch, idx, loss[idx], out, before)
+            self._feed(key, batch, idx, loss[idx], out, before, totals)
         out.signals.sort(key=lambda s: s.seq)
         out.evaluations.sort(key=lambda e: e.seq)
         return out
 
-    def _group(self, dim: int, keys: Sequence[str | None]) -> dict[str, NDArray[np.int64]]:
-        """Row indices per key of one slice dimension (-1: versions); None keys are left out,
-        and so are new keys once ``max_slice_values`` are known (counted as overflow)."""
+    def _group(self, dim: int, keys: Sequence[str | None], cap: int) -> tuple[
+            dict[str, NDArray[np.int64]], NDArray[np.bool_]]:
+        """Row indices per key of one slice dimension (-1: versions), and the rows left out
+        as untracked: those of a new key once ``cap`` keys are known (keys are taken in
+        event order, so which are known does not depend on the batches). None keys are
+        left out, not counted."""
         codes = self._codes.setdefault(dim, {None: -1})
-        cap = self.settings.performance.max_slice_values
-        for key in sorted(set(keys) - codes.keys(), key=str):
-            if len(codes) - 1 < cap:
-                codes[key] = len(codes) - 1
+        if len(codes) <= cap:
+            for key in dict.fromkeys(keys):
+                if key not in codes and len(codes) <= cap:
+                    codes[key] = len(codes) - 1
         arr = np.fromiter(map(codes.get, keys, repeat(-2)), dtype=np.int64, count=len(keys))
-        self.slices_overflow += int(np.count_nonzero(arr == -2))
         names = {c: k for k, c in codes.items()}
-        return {str(names[c]): np.flatnonzero(arr == c) for c in np.unique(arr).tolist()
-                if c >= 0}
+        return ({str(names[c]): np.flatnonzero(arr == c) for c in np.unique(arr).tolist()
+                 if c >= 0}, arr == -2)
 
     def _loss(self, y: FloatArray, p: FloatArray) -> FloatArray:
         """Per-label loss: 1 for a wrong class, the absolute or squared error."""
@@ -309,7 +336,8 @@ class PerformanceMonitor:
         return err**2 if self.metric == "rmse" else err
 
     def _feed(self, key: tuple[str | None, str | None], b: Labelled, idx: NDArray[np.int64],
-              loss: FloatArray, out: Findings, before: int) -> None:
+              loss: FloatArray, out: Findings, before: int,
+              untracked: NDArray[np.int64]) -> None:
         """Feed one series its rows of the batch; evaluate it every ``eval_every`` labels.
         ``before``: the overall series' labels before the batch (a slice's share of traffic
         is its count over the overall count *at the same label*, whatever the batch)."""
@@ -335,7 +363,9 @@ class PerformanceMonitor:
             if series.count % every == 0:
                 if self.blocks:
                     self._block(series, seq[part])
-                self._evaluate(key, series, out, before + int(idx[cut - 1]) + 1)
+                row = int(idx[cut - 1])
+                self._evaluate(key, series, out, before + row + 1,
+                               (int(untracked[row, 0]), int(untracked[row, 1])))
 
     def _block(self, series: _Series, seq: NDArray[np.int64]) -> None:
         """roc_auc, f1: the last ``eval_every`` labels are one increment of the CUSUM."""
@@ -345,7 +375,7 @@ class PerformanceMonitor:
             series.detect(np.array([-est.value]), seq[-1:])
 
     def _evaluate(self, key: tuple[str | None, str | None], series: _Series,
-                  out: Findings, overall_count: int) -> None:
+                  out: Findings, overall_count: int, untracked: tuple[int, int]) -> None:
         ref, cusum = series.reference, series.cusum
         if ref is None or cusum is None:
             return
@@ -359,7 +389,7 @@ class PerformanceMonitor:
         held: frozenset[SeriesKey] = frozenset()
         fired: frozenset[SeriesKey] = frozenset()
         if peak >= cusum.h:
-            sig = self._signal(key, series, peak, overall_count)
+            sig = self._signal(key, series, peak, overall_count, untracked)
             if sig is not None:
                 out.signals.append(sig)
                 fired = this
@@ -374,7 +404,8 @@ class PerformanceMonitor:
                                           held, fired))
 
     def _signal(self, key: tuple[str | None, str | None], series: _Series,
-                peak: float, overall_count: int) -> Signal | None:
+                peak: float, overall_count: int,
+                untracked: tuple[int, int]) -> Signal | None:
         ref, cusum = series.reference, series.cusum
         assert ref is not None and cusum is not None
         perf = self.settings.performance
@@ -405,6 +436,10 @@ class PerformanceMonitor:
         }
         if key != (None, None) and overall_count:
             evidence["traffic_share"] = round(series.count / overall_count, 4)
+        for name, count in zip(("untracked_slice_labels", "untracked_version_labels"),
+                               untracked, strict=True):
+            if count:  # past max_slice_values / max_versions: watched overall only
+                evidence[name] = count
         window = Window(first_seq, last_seq, first_ts, last_ts, w)
         return Signal(
             model_id=self.profile.model_id, kind=Kind.PERFORMANCE, subject=self.metric,
@@ -415,4 +450,5 @@ class PerformanceMonitor:
 
     def counters(self) -> dict[str, Any]:
         return {"labels": self.labels, "series": len(self._series),
-                "slices_overflow": self.slices_overflow}
+                "slices_overflow": self.slices_overflow,
+                "versions_overflow": self.versions_overflow}

@@ -385,8 +385,11 @@ def test_outcomes_joined_by_request_id_drive_performance() -> None:
         "expired": 0,
         "evicted_overflow": 0,
         "replaced": 0,
+        "waiting_evicted": 0,
+        "dropped_ids_forgotten": 0,
     }
-    assert counters["performance"] == {"m": {"labels": 595, "series": 1, "slices_overflow": 0}}
+    assert counters["performance"] == {"m": {"labels": 595, "series": 1, "slices_overflow": 0,
+                                             "versions_overflow": 0}}
 
 
 def test_a_model_that_stays_right_raises_nothing() -> None:
