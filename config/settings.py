@@ -67,7 +67,10 @@ class WorkerSettings(BaseSettings):
     session_timeout: float = Field(default=30.0, ge=6.0,
                                    description="seconds before a silent (killed) worker's "
                                                "partitions go to the others")
-    web_port: int = Field(default=6066, ge=0, description="Faust's web server (0: disabled)")
+    web_port: int = Field(default=6066, ge=0,
+                          description="/healthz, /readyz and /metrics (direct engine); Faust's "
+                                      "web server (faust engine). 0: disabled")
+    web_host: str = Field(default="127.0.0.1", description="the address web_port binds")
     log_level: str = Field(default="WARNING")
     engine: Literal["faust", "direct"] = Field(
         default="direct", description="direct: an aiokafka consumer group with no "

@@ -130,7 +130,16 @@ class AlertDetail:
     pages: list[dict[str, Any]]
 
 
-class PipelineStore(Protocol):
+class Reachable(Protocol):
+    """Every store raises :class:`config.errors.RetryableError` from any call while its
+    database is away (refused, dropped, shut down, locked); callers wait it out."""
+
+    def ping(self) -> None:
+        """Reach the database; ``RetryableError`` when it is away (``/readyz``)."""
+        ...
+
+
+class PipelineStore(Reachable, Protocol):
     """What the pipeline and the worker read and write."""
 
     def load_triage(self, policy: TriagePolicy) -> Triage:
@@ -169,7 +178,7 @@ class PipelineStore(Protocol):
     def close(self) -> None: ...
 
 
-class DeliveryStore(Protocol):
+class DeliveryStore(Reachable, Protocol):
     """What the notifier reads and records: the outbox, the pages, the digest."""
 
     def pending_messages(self, max_attempts: int) -> list[str]:
@@ -225,7 +234,7 @@ class DeliveryStore(Protocol):
         ...
 
 
-class ActionStore(Protocol):
+class ActionStore(Reachable, Protocol):
     """What people do (Slack's buttons, the HTTP API, the CLI)."""
 
     def act(self, alert_id: str, action: Action | str, actor: str, at: datetime, *,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     case,
     create_engine,
     delete,
+    event,
     func,
     insert,
     or_,
@@ -31,7 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine.interfaces import ExceptionContext
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 from alerts.actions import HUMAN_STATUSES, Action, effect
@@ -152,14 +154,46 @@ def open_store(db: str, *, migrate: bool = True) -> SqlStore:
                              f"{str(exc).splitlines()[0]}") from None
 
 
+# SQLite's transient failures (another process holds the file); its other operational
+# errors ("no such table") are the schema's, and retrying cannot help
+SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def _transient(context: ExceptionContext) -> None:
+    """The engine's ``handle_error`` hook: a database away (refused, dropped, shut down,
+    locked) becomes :class:`config.errors.RetryableError`, which the services wait out with
+    backoff (they never import SQLAlchemy); anything else stays the error it is."""
+    original = context.original_exception
+    if context.is_disconnect:
+        transient = True
+    elif context.dialect is not None and context.dialect.name == "sqlite":
+        transient = any(m in str(original).lower() for m in SQLITE_TRANSIENT)
+    else:  # PostgreSQL: OperationalError is connection trouble, a shutdown, a cancel
+        transient = isinstance(context.sqlalchemy_exception, OperationalError)
+    if transient:
+        line = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        raise RetryableError(f"the database is unavailable: {line}") from original
+
+
 class SqlStore:
-    """:class:`alerts.store.Store` on a SQLAlchemy engine (the only SQL in the package)."""
+    """:class:`alerts.store.Store` on a SQLAlchemy engine (the only SQL in the package).
+
+    A database that is away raises :class:`config.errors.RetryableError` from any call
+    (:func:`_transient`); pooled connections are checked before use, so the first call
+    after the database is back succeeds."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = schema.database_url(url)
         if migrate:
             schema.upgrade(self.url)
-        self.engine: Engine = create_engine(self.url, json_serializer=json_dumps)
+        self.engine: Engine = create_engine(self.url, json_serializer=json_dumps,
+                                            pool_pre_ping=True)
+        event.listen(self.engine, "handle_error", _transient)
+
+    def ping(self) -> None:
+        """Reach the database (``SELECT 1``); :class:`RetryableError` when it is away."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     # -- writing ---------------------------------------------------------------------------
     @staticmethod

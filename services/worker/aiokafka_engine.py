@@ -10,6 +10,14 @@ every ``checkpoint_interval`` seconds, in a batch's transaction or when idle, an
 stop). After a crash or a rebalance the new owner resumes the checkpoint and rebuilds what
 followed it quietly (:class:`services.worker.processor.MessageProcessor`): nothing lost,
 nothing twice.
+
+While the database is away (:class:`config.errors.RetryableError` from the store), the
+partitions whose batch it could not take are paused and forgotten, the worker reports
+not ready (``/readyz``), and it retries with backoff (0.5 s doubling to 30 s); once the
+database answers, those partitions are sought back to their checkpoints and processed
+again (the store's writes are idempotent, so what it had taken counts once). Consuming
+goes on (paused) meanwhile, so the worker keeps its place in the group however long the
+outage. A broker away is the Kafka client's to reconnect; output sends are retried.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import signal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from config.errors import RetryableError
 from config.settings import WorkerSettings
+from services.health import Backoff, HealthServer, Readiness
 from services.worker.processor import Incoming, MessageProcessor, Outputs
 from stream.topics import Topics
 
@@ -48,7 +58,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.hand_over({tp.partition for tp in revoked}, checkpoint=False)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.worker.resume(set(assigned))
+        try:
+            await self.worker.resume(set(assigned))
+        except RetryableError as exc:  # no checkpoint to seek to yet: paused until there is
+            self.worker.failed({tp.partition for tp in assigned}, str(exc))
 
 
 class AiokafkaWorker:
@@ -62,18 +75,70 @@ class AiokafkaWorker:
         self.producer: AIOKafkaProducer | None = None
         self._stop = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
+        self.readiness = Readiness()
+        self._failed: set[int] = set()  # partitions to seek back to their checkpoints
+        self._outage = False  # the database was away: retry at _retry_at
+        self._retry_at = 0.0
+        self._backoff = Backoff()  # between retries while the database is away
 
     async def resume(self, assigned: set[Any]) -> None:
-        """Seek each newly assigned partition just past what its checkpoint holds."""
+        """Seek each newly assigned partition just past what its checkpoint holds (to
+        the start of a topic it holds nothing of); ``RetryableError`` while the database
+        is away."""
         assert self.consumer is not None
         for partition in sorted({tp.partition for tp in assigned}):
-            saved = self.processor.store.load_checkpoint(self.processor.app_id, partition)
+            saved = await asyncio.to_thread(self.processor.store.load_checkpoint,
+                                            self.processor.app_id, partition)
             offsets = saved.offsets if saved is not None else {}
             for topic in self.topics.inputs:
                 tp = TopicPartition(topic, partition)
-                if tp in assigned and topic in offsets:
+                if tp not in assigned:
+                    continue
+                if topic in offsets:
                     self.consumer.seek(tp, offsets[topic] + 1)
+                else:
+                    await self.consumer.seek_to_beginning(tp)
             log.info("partition %d: assigned (checkpoint offsets %s)", partition, offsets)
+
+    def failed(self, partitions: set[int], reason: str) -> None:
+        """The database is away: pause ``partitions`` (the processor forgot them) until
+        :meth:`_recover` seeks them back to their checkpoints."""
+        self._failed |= partitions
+        self._outage_now(reason)
+        self._pause()
+
+    def _outage_now(self, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._outage:
+            self._outage = True
+            self._backoff.reset()
+            self._retry_at = loop.time() + self._backoff.next()
+        self.readiness.unready(reason)
+
+    async def _recover(self) -> None:
+        """When a retry is due: reach the database, seek the failed partitions back to
+        their checkpoints and resume them; else back off further."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        if not self._outage or loop.time() < self._retry_at:
+            return
+        owned = self.consumer.assignment()
+        self._failed = {p for p in self._failed if any(tp.partition == p for tp in owned)}
+        try:
+            await asyncio.to_thread(self.processor.store.ping)
+            await self.resume({tp for tp in owned if tp.partition in self._failed})
+        except RetryableError as exc:
+            delay = self._backoff.next()
+            self._retry_at = loop.time() + delay
+            log.warning("the database is still away (next try in %.1f s): %s", delay, exc)
+            self.readiness.unready(str(exc))
+            return
+        log.warning("the database is back: partitions %s resume from their checkpoints",
+                    sorted(self._failed))
+        self._failed.clear()
+        self._outage = False
+        self._pause()
+        self.readiness.recovered()
 
     async def hand_over(self, partitions: set[int], *, checkpoint: bool = True) -> None:
         """Before partitions go (a rebalance, a shutdown): commit their checkpointed offsets
@@ -105,15 +170,35 @@ class AiokafkaWorker:
             self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offsets not committed (a rebalance?): %s", exc)
+        except KafkaError as exc:  # the broker away: committed with a later round
+            log.warning("offsets not committed (the broker?): %s", exc)
 
     async def _send(self, out: Outputs) -> None:
+        """Send a batch's dead letters and signals (their alerts and rejects are in the
+        store already); retried with backoff while the broker is away, until stopped.
+        The producer is idempotent: its own retries write nothing twice."""
         assert self.producer is not None
-        for msg in out.deadletters:
-            await self.producer.send(self.topics.deadletter, key=msg.key, value=msg.value,
-                                     headers=list(msg.headers))
-        for msg in out.signals:
-            await self.producer.send(self.topics.signals, key=msg.key, value=msg.value)
-        await self.producer.flush()
+        pending = [(self.topics.deadletter, m) for m in out.deadletters] + [
+            (self.topics.signals, m) for m in out.signals]
+        backoff = Backoff()
+        while pending:
+            try:
+                futures = [await self.producer.send(topic, key=m.key, value=m.value,
+                                                    headers=list(m.headers) or None)
+                           for topic, m in pending]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+            except KafkaError as exc:
+                results = [exc] * len(pending)
+            pending = [p for p, r in zip(pending, results, strict=True)
+                       if isinstance(r, BaseException)]
+            if pending:
+                if self._stop.is_set():
+                    log.warning("stopping: %d output message(s) not sent", len(pending))
+                    return
+                delay = backoff.next()
+                log.warning("%d output message(s) not sent, retrying in %.1f s",
+                            len(pending), delay)
+                await asyncio.sleep(delay)
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,17 +216,19 @@ class AiokafkaWorker:
                 behind[tp.partition].add(tp.topic)
         return _Default(behind)
 
-    def _pause_crowded(self) -> None:
+    def _pause(self) -> None:
         """Pause the topic-partitions the aligner holds too much of, so that the consumer
-        fetches the ones they wait for; resume them once drained."""
+        fetches the ones they wait for, and those of failed partitions; resume them once
+        drained, or recovered."""
         assert self.consumer is not None
-        crowded = {TopicPartition(t, p) for t, p in self.processor.crowded()}
         owned = self.consumer.assignment()
+        wanted = {TopicPartition(t, p) for t, p in self.processor.crowded()} | {
+            tp for tp in owned if tp.partition in self._failed}
         paused = self.consumer.paused()
-        if crowded & owned - paused:
-            self.consumer.pause(*(crowded & owned - paused))
-        if paused - crowded:
-            self.consumer.resume(*(paused - crowded))
+        if wanted & owned - paused:
+            self.consumer.pause(*(wanted & owned - paused))
+        if paused - wanted:
+            self.consumer.resume(*(paused - wanted))
 
     async def run(self) -> None:
         s = self.settings
@@ -152,7 +239,8 @@ class AiokafkaWorker:
             heartbeat_interval_ms=int(min(3.0, s.session_timeout / 3) * 1000),
             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
         self.consumer.subscribe(list(self.topics.inputs), listener=_Rebalance(self))
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                         enable_idempotence=True)
         await self.producer.start()
         await self.consumer.start()
         log.info("direct worker consuming %s as group %s", self.topics.inputs, s.app_id)
@@ -164,11 +252,18 @@ class AiokafkaWorker:
                                   r.timestamp) for tp, rs in records.items() for r in rs]
                 if batch or self.processor.holding:
                     behind = await self._behind()
-                    await self._send(self.processor.process(batch, behind.__getitem__))
-                    self._pause_crowded()
-                # checkpoints whose interval is up (also when idle), then their offsets
-                self.processor.flush()
+                    out = self.processor.process(batch, behind.__getitem__)
+                    if out.failed:
+                        self.failed(set(out.failed), next(iter(out.failed.values())))
+                    await self._send(out)
+                    self._pause()
+                try:
+                    # checkpoints whose interval is up (also when idle), then their offsets
+                    self.processor.flush()
+                except RetryableError as exc:  # nothing moved: flushed on a later round
+                    self._outage_now(str(exc))
                 await self._commit()
+                await self._recover()
             # a clean stop: the next owner of these partitions resumes where this one ended
             await self.hand_over(set(self.processor.pipelines))
         finally:
@@ -183,6 +278,8 @@ def run_aiokafka(settings: WorkerSettings, processor: MessageProcessor) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     worker = AiokafkaWorker(settings, processor)
+    health = (HealthServer(worker.readiness, host=settings.web_host,
+                           port=settings.web_port).start() if settings.web_port else None)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -190,4 +287,8 @@ def run_aiokafka(settings: WorkerSettings, processor: MessageProcessor) -> None:
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if health is not None:
+            health.stop()

@@ -9,13 +9,18 @@ message may itself carry a JSON array of events (CONTRACT §1).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
 
 from config.settings import WorkerSettings
+from services.health import Backoff
 from services.worker.processor import Incoming, MessageProcessor
 from stream.topics import Topics
+
+log = logging.getLogger("watchkeeper.worker.faust")
 
 
 def build_faust_app(settings: WorkerSettings, processor: MessageProcessor) -> faust.App:
@@ -52,6 +57,19 @@ def build_faust_app(settings: WorkerSettings, processor: MessageProcessor) -> fa
             batch = [Incoming(e.message.topic, e.message.partition, e.message.offset,
                               e.message.key, e.message.value) for e in events]
             out = processor.process(batch)
+            backoff = Backoff()
+            while out.failed:
+                # the database is away: the batch is processed again once it answers (Faust
+                # commits what the agent took, so it may not move on without it); the
+                # processor forgot those partitions and resumes them from their checkpoints
+                delay = backoff.next()
+                log.warning("the database is away (retry in %.1f s): %s", delay,
+                            next(iter(out.failed.values())))
+                await asyncio.sleep(delay)
+                again = processor.process([m for m in batch if m.partition in out.failed])
+                out.deadletters += again.deadletters
+                out.signals += again.signals
+                out.failed = again.failed
             for msg in out.deadletters:
                 await deadletter.send(key=msg.key, value=msg.value, headers=list(msg.headers))
             for msg in out.signals:

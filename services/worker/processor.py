@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from alerts.store import Checkpoint, PipelineStore, Progress
+from config.errors import RetryableError
 from config.file import Config
 from services.pipeline import Pipeline, StaleCheckpoint
 from services.worker.align import Aligner
@@ -52,6 +53,9 @@ class Outputs:
     deadletters: list[Outgoing] = field(default_factory=list)
     accepted: int = 0
     events: int = 0  # accepted, duplicates and rejected
+    # partitions whose batch the store could not take (the database away), with why: the
+    # processor forgot them; the engine seeks them back to their checkpoints and retries
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 class MessageProcessor:
@@ -239,57 +243,70 @@ class MessageProcessor:
             for partition in self.aligners:
                 by_partition.setdefault(partition, [])
         for partition, msgs in sorted(by_partition.items()):
-            pipeline = self.pipelines.get(partition)
-            if pipeline is None:
-                pipeline = self.pipelines[partition] = self._factory(partition)
-            done = self.offsets.setdefault(partition, {})
-            fresh = [m for m in msgs if m.offset > done.get(m.topic, -1)]
-            self.skipped += len(msgs) - len(fresh)
-            if behind is not None:
-                aligner = self.aligners.get(partition)
-                if aligner is None:
-                    aligner = self.aligners[partition] = Aligner(self.inputs)
-                fresh = aligner.release(fresh, behind(partition))
-            if not fresh:
-                continue
-            until = self.quiet.get(partition)
-            if until is not None:
-                again = [m for m in fresh if m.offset <= until.get(m.topic, -1)]
-                fresh = [m for m in fresh if m.offset > until.get(m.topic, -1)]
-                out.events += self._rebuild(partition, pipeline, again)
-                if not fresh:
-                    continue
-            self._mark(partition, fresh)
-            due = self._due(partition)
             try:
-                result = pipeline.feed(
-                    [m.value for m in fresh],
-                    checkpoint=self._checkpointer(partition, pipeline) if due else None,
-                    progress=self._progress(partition, pipeline))
+                self._partition(partition, msgs, behind, out)
+            except RetryableError as exc:
+                # the database is away: forget the partition (its state moved on, the store
+                # did not take it); the engine seeks it back to its checkpoint and retries,
+                # and the store's idempotent writes take the batch once
+                self.revoke({partition})
+                out.failed[partition] = str(exc)
+                log.warning("partition %d: batch not stored, to be retried: %s",
+                            partition, exc)
             except Exception:
-                # the state moved on but the store did not take it: forget the partition,
-                # so that it is rebuilt from its checkpoint and the batch processed again
+                # not the database's fault nor a message's (those are rejects): a bug. The
+                # partition is rebuilt from its checkpoint by whoever processes it next
                 self.revoke({partition})
                 raise
-            if due:
-                self._saved_now(partition)
-            else:
-                self._behind.add(partition)
-            out.accepted += result.accepted
-            out.events += result.accepted + result.duplicates + len(result.rejects)
-            for seq, reject in result.rejects:
-                src = fresh[reject.message if reject.message is not None else 0]
-                headers = [("reason", str(reject.reason).encode()),
-                           ("detail", reject.detail.encode("utf-8", "replace")[:1000]),
-                           ("source.topic", src.topic.encode()),
-                           ("source.partition", str(src.partition).encode()),
-                           ("source.offset", str(src.offset).encode()),
-                           ("seq", str(seq).encode())]
-                if reject.index is not None:
-                    headers.append(("batch.index", str(reject.index).encode()))
-                out.deadletters.append(Outgoing(src.key, reject.raw, tuple(headers)))
-            out.signals.extend(_signal_message(s) for s in result.signals)
         return out
+
+    def _partition(self, partition: int, msgs: list[Incoming],
+                   behind: Callable[[int], Collection[str]] | None, out: Outputs) -> None:
+        """Process one partition's part of a fetch into ``out``."""
+        pipeline = self.pipelines.get(partition)
+        if pipeline is None:
+            pipeline = self.pipelines[partition] = self._factory(partition)
+        done = self.offsets.setdefault(partition, {})
+        fresh = [m for m in msgs if m.offset > done.get(m.topic, -1)]
+        self.skipped += len(msgs) - len(fresh)
+        if behind is not None:
+            aligner = self.aligners.get(partition)
+            if aligner is None:
+                aligner = self.aligners[partition] = Aligner(self.inputs)
+            fresh = aligner.release(fresh, behind(partition))
+        if not fresh:
+            return
+        until = self.quiet.get(partition)
+        if until is not None:
+            again = [m for m in fresh if m.offset <= until.get(m.topic, -1)]
+            fresh = [m for m in fresh if m.offset > until.get(m.topic, -1)]
+            out.events += self._rebuild(partition, pipeline, again)
+            if not fresh:
+                return
+        self._mark(partition, fresh)
+        due = self._due(partition)
+        result = pipeline.feed(
+            [m.value for m in fresh],
+            checkpoint=self._checkpointer(partition, pipeline) if due else None,
+            progress=self._progress(partition, pipeline))
+        if due:
+            self._saved_now(partition)
+        else:
+            self._behind.add(partition)
+        out.accepted += result.accepted
+        out.events += result.accepted + result.duplicates + len(result.rejects)
+        for seq, reject in result.rejects:
+            src = fresh[reject.message if reject.message is not None else 0]
+            headers = [("reason", str(reject.reason).encode()),
+                       ("detail", reject.detail.encode("utf-8", "replace")[:1000]),
+                       ("source.topic", src.topic.encode()),
+                       ("source.partition", str(src.partition).encode()),
+                       ("source.offset", str(src.offset).encode()),
+                       ("seq", str(seq).encode())]
+            if reject.index is not None:
+                headers.append(("batch.index", str(reject.index).encode()))
+            out.deadletters.append(Outgoing(src.key, reject.raw, tuple(headers)))
+        out.signals.extend(_signal_message(s) for s in result.signals)
 
 
 def _signal_message(signal: Signal) -> Outgoing:

@@ -8,12 +8,16 @@ import pickle
 import zlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
+import yaml
 
+from alerts.store import PipelineStore
 from alerts.store.sql import SqlStore
 from alerts.triage import Changes
+from config.errors import RetryableError
 from config.file import load_config
 from services.pipeline import StaleCheckpoint
 from services.worker.processor import Incoming, MessageProcessor
@@ -286,3 +290,100 @@ def test_a_checkpoint_it_cannot_read_starts_the_monitors_afresh_and_runs_nothing
     assert core.processed == 50 and core.seq >= 100
     with pytest.raises(StaleCheckpoint):
         again.pipelines[0].restore(blob)
+
+
+class Outage:
+    """A store whose database is away for the batches of the partitions in ``down``: its
+    writes raise :class:`RetryableError` as :class:`SqlStore` does when the server is
+    refused, and take nothing."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.down: set[int] = set()
+        self.refused = 0
+
+    def apply(self, changes: Changes, **kwargs: Any) -> None:
+        source = str(kwargs.get("source", ""))
+        if source and int(source.rsplit(":", 1)[1]) in self.down:
+            self.refused += 1
+            raise RetryableError("the database is unavailable: connection refused")
+        self.store.apply(changes, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_database_outage_fails_only_the_partitions_it_hits_and_the_retry_counts_once(
+    tmp_path: Path,
+) -> None:
+    # two models, one a partition (a model lives in one partition)
+    models: dict[str, Any] = {}
+    streams: list[list[bytes]] = []
+    for model_id in ("loan0", "loan1"):
+        scenario = generate("broken_pipeline", predictions=3_000, seed=7, model_id=model_id)
+        files = write_scenario(scenario, tmp_path / f"{model_id}.jsonl")
+        models.update(yaml.safe_load(files.config.read_text())["models"])
+        streams.append([msgspec.json.encode(e) for e in scenario.events])
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump({"models": models}))
+    config = load_config(tmp_path / "two.yaml")
+    n = len(streams[0])
+
+    def fetch(seek: dict[int, int]) -> list[Incoming]:
+        return [m for p in (0, 1) if seek[p] < n
+                for m in incoming(streams[p][seek[p]:seek[p] + 250], seek[p], partition=p)]
+
+    ref_store = SqlStore(str(tmp_path / "ref.db"))
+    reference = MessageProcessor(config, ref_store, app_id="wk")
+    for start in range(0, n, 250):
+        reference.process(fetch({0: start, 1: start}))
+
+    store = SqlStore(str(tmp_path / "wk.db"))
+    flaky = Outage(store)
+    clock = FakeClock()
+    worker = MessageProcessor(config, cast(PipelineStore, flaky), app_id="wk",
+                              checkpoint_interval=5, clock=clock)
+    failures = 0
+    seek: dict[int, int] = {0: 0, 1: 0}  # where the engine reads each partition next
+    while min(seek.values()) < n:
+        clock.now += 1
+        # the database is away for partition 0's batches from a third of the way to half
+        flaky.down = {0} if n // 3 <= seek[0] < n // 2 and failures < 4 else set()
+        batch = fetch(seek)
+        out = worker.process(batch)
+        for p in (0, 1):
+            seek[p] = min(seek[p] + 250, n)
+        if out.failed:
+            failures += 1
+            assert set(out.failed) == {0} and 0 not in worker.pipelines
+            assert "unavailable" in out.failed[0]
+            # the engine seeks the partition back to its checkpoint (paused until then)
+            saved = store.load_checkpoint("wk", 0)
+            seek[0] = saved.offsets[TOPIC] + 1 if saved is not None else 0
+    assert failures == 4 and flaky.refused == 4
+    worker.flush(force=True)
+    for p in (0, 1):
+        core, ref = worker.pipelines[p].core, reference.pipelines[p].core
+        assert core.processed == ref.processed == n
+        assert core.accepted == ref.accepted
+        assert core.counters()["join"] == ref.counters()["join"]
+    # alerts, occurrences and pages as if the database had never been away
+    assert alert_rows(store) == alert_rows(ref_store)
+    assert occurrences(store) == occurrences(ref_store)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM page_log").scalar() == 2
+
+
+def test_a_failure_that_is_not_the_database_stops_the_worker_and_forgets_the_partition(
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
+) -> None:
+    processor, store, lines = setup
+
+    class Broken(Outage):
+        def apply(self, changes: Changes, **kwargs: Any) -> None:
+            raise RuntimeError("a bug")
+
+    worker = MessageProcessor(processor.config, cast(PipelineStore, Broken(store)),
+                              app_id="wk")
+    with pytest.raises(RuntimeError, match="a bug"):
+        worker.process(incoming(lines[:10]))
+    assert worker.pipelines == {} and worker.offsets == {}
