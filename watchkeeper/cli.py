@@ -405,9 +405,10 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
+    import uvicorn
 
     from services.api import build_api
+    from services.console import ConsoleSettings
     from services.notifier import slack_client
 
     slack = settings.slack
@@ -421,8 +422,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     if store is None:
         return code
     client = slack_client(slack) if slack.enabled else None
-    web.run_app(build_api(store, slack.signing_secret, client, api_token=slack.api_token),
-                host=args.host, port=args.port, print=None)
+    app = build_api(store, slack.signing_secret, client, api_token=slack.api_token,
+                    console=ConsoleSettings())
+    # no Server header (the app's middleware strips one too), no access log of tokens
+    uvicorn.run(app, host=args.host, port=args.port, server_header=False,
+                access_log=False, log_level="warning")
     return EXIT_OK
 
 
@@ -551,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and escalation (default: WATCHKEEPER_CONFIG)")
     n.set_defaults(func=cmd_notify)
 
-    api = sub.add_parser("api", help="Slack interactivity endpoint (/slack/interactions)")
+    api = sub.add_parser("api", help="the web console, Slack's buttons "
+                                     "(/slack/interactions), the HTTP actions, /metrics")
     api.add_argument("--db", help=DB_HELP)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)

@@ -209,6 +209,11 @@ class DeliveryStore(Reachable, Protocol):
         for a page where Slack put it, ``posted``), in one transaction."""
         ...
 
+    def delivery_attempts(self, message_id: str) -> list[tuple[datetime, str | None]]:
+        """The message's recorded attempts, oldest first: when each was made and its error
+        (None: it went out)."""
+        ...
+
     def escalation_candidates(self) -> list[PageState]:
         """Every page (not a dry run) of an unresolved incident, with whether it is out and
         whether anyone answered it."""
@@ -252,6 +257,96 @@ class ActionStore(Reachable, Protocol):
         process on this database (a replay guard)."""
         ...
 
+    def add_silence(self, silence: SilenceRecord) -> None:
+        """Keep a silence made by a person (once per ``silence_id``)."""
+        ...
+
+    def expire_silence(self, silence_id: str, at: datetime) -> bool:
+        """End a silence at ``at`` (if it was still in force); False when there is none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts a list shows: equal to each given field, raised (``first_seen``)
+    in ``[since, until)``."""
+
+    model: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page of a list (newest first) starts: after this row."""
+
+    at: datetime
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSummary:
+    """A line of the console's incident list."""
+
+    incident_id: str
+    model_id: str
+    status: str
+    severity: float
+    route: str
+    opened_at: datetime
+    updated_at: datetime
+    paged_at: datetime | None
+    summary: str
+    alerts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """Everything the console shows about one alert: its row, its incident, the latest
+    occurrences (newest ``shown``, out of ``occurrence_count``), the incident's pages (with
+    their delivery attempts), the acknowledgement log, the feedback and the incident's
+    other alerts."""
+
+    alert: dict[str, Any]
+    incident: dict[str, Any] | None
+    occurrences: list[dict[str, Any]]
+    occurrence_count: int
+    pages: list[dict[str, Any]]
+    acknowledgements: list[dict[str, Any]]
+    feedback: list[dict[str, Any]]
+    siblings: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One stored value of a statistic (``statistic_snapshots``), for a chart."""
+
+    fingerprint: str
+    kind: str
+    subject: str
+    statistic: str
+    slice: str | None
+    model_version: str | None
+    ts: datetime
+    value: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRecord:
+    """A silence as stored (made from an alert, or on the console)."""
+
+    silence_id: str
+    model_id: str | None
+    kind: str | None
+    subject: str | None
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
 
 class HistoryStore(Protocol):
     """What the CLI reads: the CONTRACT views and what one alert went through."""
@@ -267,6 +362,48 @@ class HistoryStore(Protocol):
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """One read-only query (over the CONTRACT views, say): columns and rows."""
+        ...
+
+    # the console's reads: each an indexed query, lists paginated (newest first)
+    def alerts_page(self, where: AlertFilter, *, limit: int = 50,
+                    after: Cursor | None = None) -> tuple[list[AlertSummary], Cursor | None]:
+        """Alerts newest raised first, ``limit`` of them after ``after``, and where the
+        next page starts (None: this is the last)."""
+        ...
+
+    def incidents_page(self, *, model: str | None = None, unresolved: bool = True,
+                       limit: int = 50, after: Cursor | None = None,
+                       ) -> tuple[list[IncidentSummary], Cursor | None]:
+        """Incidents newest opened first (only those not resolved, by default)."""
+        ...
+
+    def alert_record(self, alert_id: str, *, occurrences: int = 500) -> AlertRecord | None:
+        """One alert by its exact id, with what the console shows of it."""
+        ...
+
+    def model_ids(self) -> list[str]:
+        """The models triage has seen, by name."""
+        ...
+
+    def model_alerts(self, model_id: str, since: datetime, until: datetime, *,
+                     limit: int = 200) -> list[dict[str, Any]]:
+        """A model's alerts that were firing at some time in ``[since, until]``, the latest
+        raised first: id, fingerprint, kind, subject, slice, status, severity, first and
+        last seen (aware UTC)."""
+        ...
+
+    def snapshot_span(self, model_id: str) -> tuple[datetime, datetime] | None:
+        """The first and last stored statistic time of a model, if any."""
+        ...
+
+    def snapshots(self, model_id: str, since: datetime, until: datetime, *,
+                  limit: int = 20_000) -> tuple[list[Snapshot], bool]:
+        """A model's stored statistics in ``[since, until]``, in time order: the latest
+        ``limit`` of them, and whether older ones were left out."""
+        ...
+
+    def silences(self, at: datetime, *, limit: int = 100) -> list[SilenceRecord]:
+        """Silences in force at ``at`` (ending soonest first), then the latest ended."""
         ...
 
 

@@ -43,13 +43,19 @@ from alerts.model import Alert, Factor, Incident, Route, Silence, Status
 from alerts.store import (
     Acted,
     AlertDetail,
+    AlertFilter,
+    AlertRecord,
     AlertSummary,
     Checkpoint,
+    Cursor,
     DigestItem,
+    IncidentSummary,
     MessageKind,
     OutboxMessage,
     PostedPage,
     Progress,
+    SilenceRecord,
+    Snapshot,
     schema,
 )
 from alerts.store.tables import (
@@ -542,6 +548,13 @@ class SqlStore:
                              .values(delivered=True, delivered_at=at,
                                      slack_channel=posted[0], slack_ts=posted[1]))
 
+    def delivery_attempts(self, message_id: str) -> list[tuple[datetime, str | None]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(DeliveryAttemptRow.attempted_at, DeliveryAttemptRow.error)
+                                .where(DeliveryAttemptRow.message_id == message_id)
+                                .order_by(DeliveryAttemptRow.id)).all()
+        return [(at if at.tzinfo else at.replace(tzinfo=UTC), error) for at, error in rows]
+
     def escalation_candidates(self) -> list[PageState]:
         with self.engine.connect() as conn:
             pages = conn.execute(
@@ -658,8 +671,184 @@ class SqlStore:
             raise QueryError(str(getattr(exc, "orig", None) or exc).splitlines()[0]) from None
         return columns, rows
 
+    # -- the console (indexed reads, lists paginated newest first) ------------------------
+    def alerts_page(self, where: AlertFilter, *, limit: int = 50,
+                    after: Cursor | None = None) -> tuple[list[AlertSummary], Cursor | None]:
+        a = AlertRow
+        stmt = select(a.alert_id, a.model_id, a.kind, a.subject, a.slice, a.severity, a.route,
+                      a.status, a.first_seen, a.last_seen, a.occurrences, a.paged,
+                      a.acknowledged_by, a.summary)
+        for column, value in ((a.model_id, where.model), (a.kind, where.kind),
+                              (a.status, where.status)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if where.since is not None:
+            stmt = stmt.where(a.first_seen >= where.since)
+        if where.until is not None:
+            stmt = stmt.where(a.first_seen < where.until)
+        if after is not None:  # keyset pagination: no OFFSET to walk past
+            stmt = stmt.where(or_(a.first_seen < after.at,
+                                  (a.first_seen == after.at) & (a.alert_id < after.key)))
+        stmt = stmt.order_by(a.first_seen.desc(), a.alert_id.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        page = [AlertSummary(**r._mapping) for r in rows[:limit]]
+        if len(rows) <= limit:
+            return page, None
+        return page, Cursor(_utc(rows[limit - 1].first_seen), page[-1].alert_id)
+
+    def incidents_page(self, *, model: str | None = None, unresolved: bool = True,
+                       limit: int = 50, after: Cursor | None = None,
+                       ) -> tuple[list[IncidentSummary], Cursor | None]:
+        i = IncidentRow
+        stmt = select(i.incident_id, i.model_id, i.status, i.severity, i.route, i.opened_at,
+                      i.updated_at, i.paged_at, i.summary, i.alert_ids)
+        if unresolved:
+            stmt = stmt.where(i.status.in_([s.value for s in Status
+                                            if s is not Status.RESOLVED]))
+        if model is not None:
+            stmt = stmt.where(i.model_id == model)
+        if after is not None:
+            stmt = stmt.where(or_(i.opened_at < after.at,
+                                  (i.opened_at == after.at) & (i.incident_id < after.key)))
+        stmt = stmt.order_by(i.opened_at.desc(), i.incident_id.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        page = [IncidentSummary(**{k: v for k, v in r._mapping.items() if k != "alert_ids"},
+                                alerts=len(r.alert_ids or [])) for r in rows[:limit]]
+        last = page[-1] if len(rows) > limit else None
+        return page, (Cursor(_utc(last.opened_at), last.incident_id) if last else None)
+
+    def alert_record(self, alert_id: str, *, occurrences: int = 500) -> AlertRecord | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(AlertRow).where(AlertRow.alert_id == alert_id)
+                                 ).mappings().first()
+            if found is None:
+                return None
+            alert = dict(found)
+            incident = None
+            if alert["incident_id"] is not None:
+                row = conn.execute(select(IncidentRow).where(
+                    IncidentRow.incident_id == alert["incident_id"])).mappings().first()
+                incident = dict(row) if row is not None else None
+            count = conn.execute(select(func.count()).select_from(OccurrenceRow).where(
+                OccurrenceRow.alert_id == alert_id)).scalar_one()
+            latest = [dict(r) for r in conn.execute(
+                select(OccurrenceRow.seq, OccurrenceRow.ts, OccurrenceRow.value,
+                       OccurrenceRow.threshold, OccurrenceRow.evidence)
+                .where(OccurrenceRow.alert_id == alert_id)
+                .order_by(OccurrenceRow.seq.desc()).limit(occurrences)).mappings()]
+            attempts = (select(func.count()).select_from(DeliveryAttemptRow)
+                        .where(DeliveryAttemptRow.message_id == PageRow.page_id)
+                        .scalar_subquery())
+            pages = [dict(r) for r in conn.execute(
+                select(PageRow.page_id, PageRow.paged_at, PageRow.channel,
+                       PageRow.escalation_level, PageRow.delivered, PageRow.dry_run,
+                       PageRow.delivered_at, PageRow.summary, attempts.label("attempts"))
+                .where(PageRow.incident_id == alert["incident_id"])
+                .order_by(PageRow.escalation_level, PageRow.paged_at)).mappings()]
+            acks = [dict(r) for r in conn.execute(
+                select(AcknowledgementRow.action, AcknowledgementRow.actor,
+                       AcknowledgementRow.at, AcknowledgementRow.note)
+                .where(AcknowledgementRow.alert_id == alert_id)
+                .order_by(AcknowledgementRow.at, AcknowledgementRow.id)).mappings()]
+            feedback = [dict(r) for r in conn.execute(
+                select(FeedbackRow.verdict, FeedbackRow.actor, FeedbackRow.at,
+                       FeedbackRow.note)
+                .where(FeedbackRow.alert_id == alert_id)
+                .order_by(FeedbackRow.at, FeedbackRow.id)).mappings()]
+            siblings = [] if incident is None else [dict(r) for r in conn.execute(
+                select(AlertRow.alert_id, AlertRow.kind, AlertRow.subject, AlertRow.slice,
+                       AlertRow.status, AlertRow.severity)
+                .where(AlertRow.incident_id == alert["incident_id"],
+                       AlertRow.alert_id != alert_id)
+                .order_by(AlertRow.severity.desc(), AlertRow.alert_id).limit(50)).mappings()]
+        latest.reverse()
+        return AlertRecord(alert, incident, latest, int(count), pages, acks, feedback,
+                           siblings)
+
+    def model_ids(self) -> list[str]:
+        # from the triage clocks (a row per model): no scan of the alerts
+        with self.engine.connect() as conn:
+            legacy = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY)
+                                  ).scalar_one_or_none() or {}
+            models = set(legacy) | {v["model_id"] for v in conn.execute(
+                select(StateRow.value).where(StateRow.key.like(f"{CLOCK_PREFIX}%"))).scalars()}
+        return sorted(models)
+
+    def model_alerts(self, model_id: str, since: datetime, until: datetime, *,
+                     limit: int = 200) -> list[dict[str, Any]]:
+        a = AlertRow
+        with self.engine.connect() as conn:  # ix_alerts_model_first_seen, newest first
+            rows = conn.execute(
+                select(a.alert_id, a.fingerprint, a.kind, a.subject, a.slice, a.status,
+                       a.severity, a.first_seen, a.last_seen)
+                .where(a.model_id == model_id, a.first_seen <= until, a.last_seen >= since)
+                .order_by(a.first_seen.desc(), a.alert_id.desc()).limit(limit)).mappings()
+            return [{**r, "first_seen": _utc(r["first_seen"]), "last_seen": _utc(r["last_seen"])}
+                    for r in rows]
+
+    def snapshot_span(self, model_id: str) -> tuple[datetime, datetime] | None:
+        with self.engine.connect() as conn:
+            first, last = conn.execute(select(func.min(SnapshotRow.ts), func.max(SnapshotRow.ts))
+                                       .where(SnapshotRow.model_id == model_id)).one()
+        return None if first is None else (_utc(first), _utc(last))
+
+    def snapshots(self, model_id: str, since: datetime, until: datetime, *,
+                  limit: int = 20_000) -> tuple[list[Snapshot], bool]:
+        s = SnapshotRow
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.fingerprint, s.kind, s.subject, s.statistic, s.slice,
+                       s.model_version, s.ts, s.value, s.threshold)
+                .where(s.model_id == model_id, s.ts >= since, s.ts <= until)
+                .order_by(s.ts.desc(), s.id.desc()).limit(limit + 1)).all()
+        kept = [Snapshot(*r[:6], ts=_utc(r.ts), value=r.value, threshold=r.threshold)
+                for r in rows[:limit]]
+        kept.reverse()
+        return kept, len(rows) > limit
+
+    def silences(self, at: datetime, *, limit: int = 100) -> list[SilenceRecord]:
+        s = SilenceRow
+        columns = (s.silence_id, s.model_id, s.kind, s.subject, s.starts_at, s.ends_at,
+                   s.created_by, s.comment)
+        with self.engine.connect() as conn:
+            active = conn.execute(select(*columns).where(s.ends_at > at)
+                                  .order_by(s.ends_at, s.silence_id).limit(limit)).all()
+            ended = conn.execute(select(*columns).where(s.ends_at <= at)
+                                 .order_by(s.ends_at.desc(), s.silence_id)
+                                 .limit(max(0, limit - len(active)))).all()
+        return [SilenceRecord(*r[:4], starts_at=_utc(r.starts_at), ends_at=_utc(r.ends_at),
+                              created_by=r.created_by, comment=r.comment)
+                for r in [*active, *ended]]
+
+    def add_silence(self, silence: SilenceRecord) -> None:
+        with self.engine.begin() as conn:
+            self.insert_rows(conn, SilenceRow, [{
+                "silence_id": silence.silence_id, "model_id": silence.model_id,
+                "kind": silence.kind, "subject": silence.subject,
+                "starts_at": silence.starts_at, "ends_at": silence.ends_at,
+                "created_by": silence.created_by, "comment": silence.comment}],
+                ["silence_id"], False)
+
+    def expire_silence(self, silence_id: str, at: datetime) -> bool:
+        with self.engine.begin() as conn:
+            found = conn.execute(select(SilenceRow.ends_at).where(
+                SilenceRow.silence_id == silence_id)).first()
+            if found is None:
+                return False
+            conn.execute(update(SilenceRow).where(SilenceRow.silence_id == silence_id,
+                                                  SilenceRow.ends_at > at)
+                         .values(ends_at=at))
+        return True
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _utc(dt: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives them back naive)."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

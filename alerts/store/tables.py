@@ -38,6 +38,7 @@ class Base(DeclarativeBase):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_status_opened_at", "status", "opened_at"),)
 
     incident_id: Mapped[str] = mapped_column(Id, primary_key=True)
     model_id: Mapped[str] = mapped_column(String(200), index=True)
@@ -60,6 +61,9 @@ class AlertRow(Base):
     __table_args__ = (
         UniqueConstraint("fingerprint", "first_seq", name="uq_alerts_fingerprint_first_seq"),
         Index("ix_alerts_model_first_seen", "model_id", "first_seen"),
+        Index("ix_alerts_first_seen", "first_seen", "alert_id"),  # the console's lists
+        Index("ix_alerts_status_first_seen", "status", "first_seen"),
+        Index("ix_alerts_kind_first_seen", "kind", "first_seen"),
     )
 
     alert_id: Mapped[str] = mapped_column(Id, primary_key=True)
@@ -101,7 +105,8 @@ class AlertRow(Base):
 
 class OccurrenceRow(Base):
     __tablename__ = "occurrences"
-    __table_args__ = (UniqueConstraint("fingerprint", "seq", name="uq_occurrences_fp_seq"),)
+    __table_args__ = (UniqueConstraint("fingerprint", "seq", name="uq_occurrences_fp_seq"),
+                      Index("ix_occurrences_alert_seq", "alert_id", "seq"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"), index=True)
@@ -195,7 +200,8 @@ class SilenceRow(Base):
 
 class FeedbackRow(Base):
     __tablename__ = "feedback"
-    __table_args__ = (Index("ix_feedback_key", "model_id", "kind", "subject"),)
+    __table_args__ = (Index("ix_feedback_key", "model_id", "kind", "subject"),
+                      Index("ix_feedback_alert_id", "alert_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from fastapi.testclient import TestClient
 
 import services.pipeline as pipeline_module
 from alerts.store.sql import SqlStore
@@ -58,13 +57,10 @@ def test_cli_action_on_an_unknown_alert_exits_2(paged: Path,  # noqa: F811
 
 
 def call(db: Path, path: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
-    async def run() -> tuple[int, Any]:
-        app = build_api(SqlStore(str(db), migrate=False), None, None, api_token=TOKEN)
-        async with TestClient(TestServer(app)) as client:
-            resp = await client.post(path, json=body, headers=headers)
-            return resp.status, await resp.json()
-
-    return asyncio.run(run())
+    app = build_api(SqlStore(str(db), migrate=False), None, None, api_token=TOKEN)
+    with TestClient(app) as client:
+        resp = client.post(path, json=body, headers=headers)
+        return resp.status_code, resp.json()
 
 
 def test_http_actions_need_the_token(paged: Path) -> None:  # noqa: F811

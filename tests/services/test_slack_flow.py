@@ -5,7 +5,6 @@ lowers the next alert's score until it no longer pages."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -20,7 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from fastapi.testclient import TestClient
 
 from alerts.store.sql import SqlStore
 from alerts.triage import Triage
@@ -171,17 +170,11 @@ def interaction(fake: FakeSlack, action: str, user: str = "U0ONCALL") -> bytes:
 
 def post(db: Path, settings: SlackSettings, requests: list[tuple[bytes, dict[str, str]]],
          now: float = NOW) -> list[int]:
-    async def run() -> list[int]:
-        app = build_api(SqlStore(str(db), migrate=False), SECRET,
-                        slack_client(settings), clock=lambda: now)
-        async with TestClient(TestServer(app)) as client:
-            out = []
-            for body, headers in requests:
-                resp = await client.post("/slack/interactions", data=body, headers=headers)
-                out.append(resp.status)
-            return out
-
-    return asyncio.run(run())
+    app = build_api(SqlStore(str(db), migrate=False), SECRET,
+                    slack_client(settings), clock=lambda: now)
+    with TestClient(app) as client:
+        return [client.post("/slack/interactions", content=body, headers=headers).status_code
+                for body, headers in requests]
 
 
 def test_a_signed_acknowledge_acknowledges_and_updates_the_message(

@@ -201,7 +201,7 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
         ("table", t)
         for t in [*TABLES, "silences", "feedback", "acknowledgements", "alembic_version"]
     } <= created
-    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0008"}]
+    assert query(db, "SELECT version_num FROM alembic_version") == [{"version_num": "0009"}]
     assert {("table", "partition_state"), ("table", "partition_progress")} <= created
     schema.downgrade(url, "0001")  # down to 0001: the tables added since go
     assert objects(db) == created - {("table", "partition_state"),
@@ -209,7 +209,12 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
                                      ("table", "seen_requests"),
                                      ("index", "ix_seen_requests_seen_at"),
                                      ("table", "delivery_attempts"),
-                                     ("index", "ix_delivery_attempts_message_id")}
+                                     ("index", "ix_delivery_attempts_message_id"),
+                                     *(("index", f"ix_{name}") for name in (
+                                         "alerts_first_seen", "alerts_status_first_seen",
+                                         "alerts_kind_first_seen", "feedback_alert_id",
+                                         "incidents_status_opened_at",
+                                         "occurrences_alert_seq"))}
     schema.downgrade(url)
     assert objects(db) <= {("table", "alembic_version")}
     assert query(db, "SELECT * FROM alembic_version") == []
