@@ -746,17 +746,17 @@ class SqlStore:
                        PageRow.escalation_level, PageRow.delivered, PageRow.dry_run,
                        PageRow.delivered_at, PageRow.summary, attempts.label("attempts"))
                 .where(PageRow.incident_id == alert["incident_id"])
-                .order_by(PageRow.escalation_level, PageRow.paged_at)).mappings()]
+                .order_by(PageRow.escalation_level)).mappings()]  # one page per level
             acks = [dict(r) for r in conn.execute(
                 select(AcknowledgementRow.action, AcknowledgementRow.actor,
                        AcknowledgementRow.at, AcknowledgementRow.note)
                 .where(AcknowledgementRow.alert_id == alert_id)
-                .order_by(AcknowledgementRow.at, AcknowledgementRow.id)).mappings()]
+                .order_by(AcknowledgementRow.id)).mappings()]  # as they came
             feedback = [dict(r) for r in conn.execute(
                 select(FeedbackRow.verdict, FeedbackRow.actor, FeedbackRow.at,
                        FeedbackRow.note)
                 .where(FeedbackRow.alert_id == alert_id)
-                .order_by(FeedbackRow.at, FeedbackRow.id)).mappings()]
+                .order_by(FeedbackRow.id)).mappings()]
             siblings = [] if incident is None else [dict(r) for r in conn.execute(
                 select(AlertRow.alert_id, AlertRow.kind, AlertRow.subject, AlertRow.slice,
                        AlertRow.status, AlertRow.severity)

@@ -38,7 +38,8 @@ class Base(DeclarativeBase):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_status_opened_at", "status", "opened_at"),)
+    __table_args__ = (Index("ix_incidents_status_opened_at", "status", "opened_at",
+                            "incident_id"),)
 
     incident_id: Mapped[str] = mapped_column(Id, primary_key=True)
     model_id: Mapped[str] = mapped_column(String(200), index=True)
@@ -62,8 +63,9 @@ class AlertRow(Base):
         UniqueConstraint("fingerprint", "first_seq", name="uq_alerts_fingerprint_first_seq"),
         Index("ix_alerts_model_first_seen", "model_id", "first_seen"),
         Index("ix_alerts_first_seen", "first_seen", "alert_id"),  # the console's lists
-        Index("ix_alerts_status_first_seen", "status", "first_seen"),
-        Index("ix_alerts_kind_first_seen", "kind", "first_seen"),
+        Index("ix_alerts_status_first_seen", "status", "first_seen", "alert_id"),
+        Index("ix_alerts_kind_first_seen", "kind", "first_seen", "alert_id"),
+        Index("ix_alerts_model_first_seen_id", "model_id", "first_seen", "alert_id"),
     )
 
     alert_id: Mapped[str] = mapped_column(Id, primary_key=True)

@@ -21,9 +21,10 @@ depends_on: str | Sequence[str] | None = None
 # the table (a year of alerts stays a page's worth of index entries per request)
 INDEXES = [
     ("ix_alerts_first_seen", "alerts", ["first_seen", "alert_id"]),
-    ("ix_alerts_status_first_seen", "alerts", ["status", "first_seen"]),
-    ("ix_alerts_kind_first_seen", "alerts", ["kind", "first_seen"]),
-    ("ix_incidents_status_opened_at", "incidents", ["status", "opened_at"]),
+    ("ix_alerts_status_first_seen", "alerts", ["status", "first_seen", "alert_id"]),
+    ("ix_alerts_kind_first_seen", "alerts", ["kind", "first_seen", "alert_id"]),
+    ("ix_alerts_model_first_seen_id", "alerts", ["model_id", "first_seen", "alert_id"]),
+    ("ix_incidents_status_opened_at", "incidents", ["status", "opened_at", "incident_id"]),
     ("ix_occurrences_alert_seq", "occurrences", ["alert_id", "seq"]),
     ("ix_feedback_alert_id", "feedback", ["alert_id"]),
 ]

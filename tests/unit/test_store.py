@@ -212,7 +212,8 @@ def test_migrations_upgrade_downgrade_upgrade(db: Path) -> None:
                                      ("index", "ix_delivery_attempts_message_id"),
                                      *(("index", f"ix_{name}") for name in (
                                          "alerts_first_seen", "alerts_status_first_seen",
-                                         "alerts_kind_first_seen", "feedback_alert_id",
+                                         "alerts_kind_first_seen", "alerts_model_first_seen_id",
+                                         "feedback_alert_id",
                                          "incidents_status_opened_at",
                                          "occurrences_alert_seq"))}
     schema.downgrade(url)
