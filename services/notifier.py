@@ -149,7 +149,7 @@ class _UnsureDigest:
 def slack_client(settings: SlackSettings, timeout: float = 10) -> WebClient:
     # retries are ours (counted and recorded), so the SDK's own handlers are off; urllib
     # takes a float timeout (the SDK annotates int)
-    return WebClient(token=settings.bot_token, base_url=settings.api_url,
+    return WebClient(token=settings.reveal("bot_token"), base_url=settings.api_url,
                      timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
 
 

@@ -22,7 +22,7 @@ from alerts.store.sql import QueryError, SqlStore, open_store
 from alerts.triage import Triage
 from config.errors import ConfigError, InputError, RetryableError
 from config.file import load_config
-from config.settings import Settings, database_dsn, load_settings
+from config.settings import SecretName, Settings, database_dsn, load_settings
 from services.pipeline import Pipeline
 from services.replay import ReplayReport, replay
 from stream.events import Reject
@@ -38,6 +38,13 @@ EXIT_USAGE = 2
 def _fail(message: str) -> int:
     print(f"watchkeeper: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _weak(settings: Settings, args: argparse.Namespace, db: str,
+          *secrets: SecretName) -> str | None:
+    """Outside development, why a server command must not start with these secrets and
+    this database (one line naming the variable), or None."""
+    return settings.weak_secret(secrets, db, "--db" if args.db else "WATCHKEEPER_DATABASE_URL")
 
 
 def _unavailable(exc: Exception) -> int:
@@ -348,6 +355,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("settings: config: set WATCHKEEPER_CONFIG or pass --config")
     if worker.database_url is None:
         return _fail(NO_DATABASE)
+    if weak := _weak(settings, args, worker.database_url, "bot_token"):  # it decides paging
+        return _fail(weak)
     try:
         config = load_config(worker.config)
         store = open_store(worker.database_url, migrate=False)
@@ -386,6 +395,8 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     db = settings.database_url(args.db)
     if db is None:
         return _fail(NO_DATABASE)
+    if weak := _weak(settings, args, db, "bot_token"):
+        return _fail(weak)
     config_path = args.config or settings.common.config
     try:
         oncall = load_config(config_path).oncall if config_path else None
@@ -418,12 +429,14 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     db = settings.database_url(args.db)
     if db is None:
         return _fail(NO_DATABASE)
+    if weak := _weak(settings, args, db, "signing_secret", "api_token", "bot_token"):
+        return _fail(weak)
     store, code = existing_store(db)
     if store is None:
         return code
     client = slack_client(slack) if slack.enabled else None
-    app = build_api(store, slack.signing_secret, client, api_token=slack.api_token,
-                    console=ConsoleSettings())
+    app = build_api(store, slack.reveal("signing_secret"), client,
+                    api_token=slack.reveal("api_token"), console=ConsoleSettings())
     # no Server header (the app's middleware strips one too), no access log of tokens
     uvicorn.run(app, host=args.host, port=args.port, server_header=False,
                 access_log=False, log_level="warning")
@@ -461,6 +474,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 DB_HELP = "alert history database URL or SQLite file (WATCHKEEPER_DATABASE_URL)"
+SECRETS_HELP = ("Unless WATCHKEEPER_ENV=development, it refuses to start when a secret it "
+                "reads (WATCHKEEPER_SLACK_BOT_TOKEN, WATCHKEEPER_SLACK_SIGNING_SECRET, "
+                "WATCHKEEPER_API_TOKEN) is a placeholder (changeme, xoxb-your-token, ...) or "
+                "shorter than 16 characters, or the database password is a placeholder or the "
+                "user's name. An empty secret counts as unset.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -526,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="the live stream processor on Kafka (Faust)",
                        description="Settings come from WATCHKEEPER_* environment variables "
-                                   "(see README); these flags override them.")
+                                   "(see README); these flags override them.",
+                       epilog=SECRETS_HELP)
     w.add_argument("--config", type=Path, help="configuration (WATCHKEEPER_CONFIG)")
     w.add_argument("--bootstrap", help="Kafka host:port (WATCHKEEPER_KAFKA_BOOTSTRAP)")
     w.add_argument("--db", help="alert history database URL (WATCHKEEPER_DATABASE_URL)")
@@ -544,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
         ap_.add_argument("--db", help=DB_HELP)
         ap_.set_defaults(func=cmd_action, action=action)
 
-    n = sub.add_parser("notify", help="deliver pages from the outbox to Slack")
+    n = sub.add_parser("notify", help="deliver pages from the outbox to Slack",
+                       epilog=SECRETS_HELP)
     n.add_argument("--db", help=DB_HELP)
     n.add_argument("--once", action="store_true", help="deliver what is pending and exit")
     n.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
@@ -556,7 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(func=cmd_notify)
 
     api = sub.add_parser("api", help="the web console, Slack's buttons "
-                                     "(/slack/interactions), the HTTP actions, /metrics")
+                                     "(/slack/interactions), the HTTP actions, /metrics",
+                         epilog=SECRETS_HELP)
     api.add_argument("--db", help=DB_HELP)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
@@ -574,6 +595,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "db", None):  # checked here: argparse would echo it, password and all
+        try:
+            database_dsn(args.db)
+        except ValueError as exc:
+            return _fail(f"--db: {exc}")
     try:
         settings = load_settings()  # the process's one settings object, passed in
     except ValidationError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from importlib.resources import files
 
 from alembic import command
@@ -10,6 +9,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.errors import RetryableError
+from config.settings import redact as redact  # one redaction, also the settings' repr
 
 
 def database_url(db: str) -> str:
@@ -29,15 +29,6 @@ def database_url(db: str) -> str:
     if scheme in ("postgresql", "postgres"):
         return f"postgresql+psycopg2://{rest}"
     return db
-
-
-def redact(url: str) -> str:
-    """A database URL without its password.
-
-    >>> redact("postgresql://wk:secret@127.0.0.1/wk")
-    'postgresql://wk:***@127.0.0.1/wk'
-    """
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from alerts.store.sql import SqlStore
 from alerts.triage import Triage
@@ -140,7 +141,7 @@ def test_a_refused_call_is_recorded_and_not_retried(
     paged: Path, slack: tuple[FakeSlack, SlackSettings],
 ) -> None:
     _, settings = slack
-    wrong = SlackSettings(bot_token="xoxb-wrong", api_url=settings.api_url)
+    wrong = settings.model_copy(update={"bot_token": SecretStr("xoxb-wrong")})
     report = notifier(paged, wrong, []).deliver_pending()
     # the page is refused; its thread replies wait for it, untried
     assert (report.sent, report.failed, report.attempts) == (0, 1, 1)
