@@ -6,6 +6,7 @@ keeps the counts a report needs. The core and triage are pure; the store is the 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,10 +18,12 @@ from alerts.store import Checkpoint, PipelineStore, Progress
 from alerts.triage import Changes, Triage
 from config.file import Config
 from stream.core import BatchResult, Core
+from stream.events import Reason
 from stream.reference import load_profiles
 from stream.signals import Signal
 from stream.state import State, StateError, decode, encode
 
+log = logging.getLogger("watchkeeper.pipeline")
 MUTES_REFRESH_SECONDS = 30.0
 # 2: evaluations, the join's own clocks; 3: estimated performance (2 and 3 were pickles);
 # 4: plain state (msgpack), no configuration or reference in it
@@ -100,6 +103,9 @@ class Pipeline:
         the same transaction as its alerts (``checkpoint`` turns the state into one); so is
         ``progress()``, how far the input is processed after it."""
         result = self.core.process(messages)
+        for _, reject in result.rejects:
+            if reject.reason is Reason.MONITOR_ERROR:  # a bug: worth a person's look
+                log.error("%s: a message set aside: %s", self.source, reject.detail)
         self._refresh_mutes()
         changes = self.triage.process(result.signals, result.evaluations)
         self._count(result, changes)
@@ -128,7 +134,7 @@ class Pipeline:
     def snapshot(self) -> bytes:
         """The monitors' state as plain data (no configuration, no reference), with its
         format, compressed; see :meth:`restore`."""
-        return encode({"format": CHECKPOINT_FORMAT, "core": self.core.state()})
+        return encode({"format": CHECKPOINT_FORMAT, "core": self.core.mark()})
 
     def restore(self, blob: bytes) -> list[str]:
         """Resume the monitors from :meth:`snapshot` under the current configuration and

@@ -23,17 +23,27 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from operator import is_not
 from typing import Any, TypeVar
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
 from config.file import Config, MonitoringSettings
 from stream.columns import MISSING
-from stream.events import DedupeSet, Event, EventDecoder, Metric, Outcome, Prediction, Reject
+from stream.events import (
+    DedupeSet,
+    Event,
+    EventDecoder,
+    Metric,
+    Outcome,
+    Prediction,
+    Reason,
+    Reject,
+)
 from stream.monitors.business import BusinessMonitor
 from stream.monitors.estimated_performance import ESTIMABLE, EstimatedPerformanceMonitor
 from stream.monitors.health import LabelHealth
@@ -45,6 +55,7 @@ from stream.signals import Evaluation, Findings, Signal
 from stream.state import State, StateError, check
 
 T = TypeVar("T")
+RECOVERY_BYTES = 64 << 20  # messages kept since the last mark, at most (Core.process)
 Rows = NDArray[np.intp]  # indices into a batch's events
 
 
@@ -228,15 +239,99 @@ class Core:
         limits = config.limits
         self.decoder = EventDecoder(config.models, max_event_bytes=limits.max_event_bytes,
                                     max_message_bytes=limits.max_message_bytes)
+        self.profiles = profiles
         self.dedupe = DedupeSet(limits.dedupe_capacity)
-        self.models = {m: ModelRuntime(p, config.monitoring_for(m)) for m, p in profiles.items()}
+        self.models = self._runtimes()
         self.seq = 0  # index of the next event
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
+        self._safe: bytes | None = None  # the state as of the last mark() ...
+        self._since: list[Sequence[bytes]] = []  # ... and the batches since
+        self._since_bytes = 0
 
     def process(self, messages: Sequence[bytes]) -> BatchResult:
-        """Process a batch of messages (each one event or a JSON array of events)."""
+        """Process a batch of messages (each one event or a JSON array of events).
+
+        A message that makes a monitor fail (a bug its values reach) is rejected with
+        ``monitor_error`` and the rest of the batch is taken as if it had never come: the
+        core goes back to the state before the batch and processes it again in halves,
+        down to the message that fails (the monitors do not depend on the batch cut).
+        To go back, it keeps its state as of its last :meth:`mark` (the checkpoint's, in a
+        worker) and the messages since, taking a mark of its own when they pass
+        ``RECOVERY_BYTES``. Why our own: a copy of the state with every batch would cost
+        more than the monitoring, and the checkpoint's copy is made anyway."""
+        if self._safe is None or self._since_bytes > RECOVERY_BYTES:
+            self.mark()
+        try:
+            result = self._process(messages)
+        except Exception as exc:  # whatever a monitor raised: the message's fault
+            result = self._recover(messages, exc)
+            self.mark()
+        else:
+            self._since.append(messages)
+            self._since_bytes += sum(map(len, messages))
+        return result
+
+    def mark(self) -> State:
+        """:meth:`state`, kept as the point a failing batch goes back to."""
+        state = self.state()
+        self._safe = msgspec.msgpack.encode(state)
+        self._since, self._since_bytes = [], 0
+        return state
+
+    def _runtimes(self) -> dict[str, ModelRuntime]:
+        return {m: ModelRuntime(p, self.config.monitoring_for(m))
+                for m, p in self.profiles.items()}
+
+    def _back(self, blob: bytes, again: Sequence[Sequence[bytes]] = ()) -> None:
+        """The state of ``blob`` (in fresh monitors: nothing of the failed batch left in
+        them), then ``again`` processed (they succeeded before)."""
+        self.dedupe = DedupeSet(self.config.limits.dedupe_capacity)
+        self.models = self._runtimes()
+        self.restore(msgspec.msgpack.decode(blob))
+        for batch in again:
+            self._process(batch)
+
+    def _recover(self, messages: Sequence[bytes], exc: Exception) -> BatchResult:
+        safe, since = self._safe, self._since
+        assert safe is not None
+        self._back(safe, since)
+        result = BatchResult()
+        self._halves(list(enumerate(messages)), result)
+        result.signals.sort(key=lambda sig: sig.seq)
+        result.evaluations.sort(key=lambda e: e.seq)
+        return result
+
+    def _halves(self, part: list[tuple[int, bytes]], result: BatchResult) -> None:
+        """Process ``part`` (messages with their index in the batch) into ``result``; if it
+        fails, go back and process its halves; a single message that fails is rejected."""
+        before = msgspec.msgpack.encode(self.state())
+        try:
+            got = self._process([m for _, m in part])
+        except Exception as exc:
+            self._back(before)
+            if len(part) > 1:
+                half = len(part) // 2
+                self._halves(part[:half], result)
+                self._halves(part[half:], result)
+                return
+            index, raw = part[0]
+            detail = f"a monitor failed on it: {type(exc).__name__}: {exc}"[:500]
+            result.rejects.append((self.seq, Reject(Reason.MONITOR_ERROR, detail, raw,
+                                                    message=index)))
+            self.seq += 1
+            self.rejected[str(Reason.MONITOR_ERROR)] += 1
+            return
+        for seq, reject in got.rejects:
+            where = part[reject.message if reject.message is not None else 0][0]
+            result.rejects.append((seq, replace(reject, message=where)))
+        result.signals += got.signals
+        result.evaluations += got.evaluations
+        result.accepted += got.accepted
+        result.duplicates += got.duplicates
+
+    def _process(self, messages: Sequence[bytes]) -> BatchResult:
         events, seqs, rejects = self.decoder.decode_many(messages, self.seq)
         self.seq += len(events) + len(rejects)
         result = BatchResult(rejects=rejects)
@@ -389,6 +484,7 @@ class Core:
         whose state no longer fits, starts afresh; a model no longer configured is left
         behind. Returns what was rebuilt and why (StateError if it is no core state)."""
         state = check(state, "core", 1)
+        self._safe, self._since, self._since_bytes = None, [], 0  # no way back past it
         self.seq = int(state["seq"])
         self.accepted = Counter({str(k): int(v) for k, v in state["accepted"].items()})
         self.rejected = Counter({str(k): int(v) for k, v in state["rejected"].items()})

@@ -378,8 +378,10 @@ class SqlStore:
     def _insert_rejects(self, conn: Connection, source: str,
                         rejects: Sequence[tuple[int, Reject]], now: datetime) -> None:
         self.insert_rows(conn, RejectedEventRow, [
-            {"source": source, "seq": seq, "reason": str(r.reason), "detail": r.detail,
-             "raw": r.raw, "recorded_at": now} for seq, r in rejects],
+            # PostgreSQL's text holds no NUL; a reason's detail may quote the bad input
+            {"source": source, "seq": seq, "reason": str(r.reason),
+             "detail": r.detail.replace("\x00", "\\x00"), "raw": r.raw, "recorded_at": now}
+            for seq, r in rejects],
             ["source", "seq"], False)
 
     # -- reading ---------------------------------------------------------------------------

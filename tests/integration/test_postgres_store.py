@@ -134,3 +134,19 @@ def test_the_replay_guard_and_triage_clocks_hold_across_processes(pg_db: str) ->
     assert two.load_triage(TriagePolicy()).clocks == {"a": 5.0, "b": 7.0, "x" * 200: 1.0}
     one.close()
     two.close()
+
+
+def test_a_reject_whose_detail_quotes_a_nul_is_kept(pg_db: str) -> None:
+    """PostgreSQL's text holds no NUL: a reject's detail that quotes one (the bad input)
+    is kept with the NUL written out, its raw bytes as they were."""
+    from alerts.store.sql import SqlStore
+    from stream.events import Reason, Reject
+
+    store = SqlStore(pg_db)
+    raw = b'{"model_id": "\\u0000"}'
+    store.record_rejects("live:0", [(7, Reject(Reason.UNKNOWN_MODEL, "unknown model '\x00'",
+                                               raw))])
+    with store.engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT seq, detail, raw FROM rejected_events").one()
+    assert (row[0], row[1], bytes(row[2])) == (7, "unknown model '\\x00'", raw)
+    store.close()

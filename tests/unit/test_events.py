@@ -482,6 +482,7 @@ def test_every_reason_is_covered() -> None:
         "non_finite",
         "oversize",
         "too_deep",
+        "monitor_error",
     }
 
 
@@ -621,3 +622,36 @@ def test_dedupe_filter_matches_seen_one_by_one() -> None:
     expected = [one_by_one.seen(x) for x in ids]
     assert expected == [False, False, False, False]
     assert DedupeSet(capacity=2).filter(list(ids)) == expected
+
+
+# --- NUL characters ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [
+    prediction(model_version="v1\u0000"),
+    prediction(request_id="\u0000"),
+    prediction(event_id="e\u0000"),
+    prediction(features={"car\u0000value": 1.0}),
+    prediction(features={"salary_range": "40K\u0000"}),
+    prediction(tags={"channel": "web\u0000"}),
+    outcome(request_id="r\u0000"),
+    metric(name="sub\u0000scribed"),
+])
+def test_a_nul_character_in_any_text_field_is_an_invalid_value(
+    dec: EventDecoder, event: dict[str, Any],
+) -> None:
+    """No id, name or category holds a NUL, and PostgreSQL's text cannot store one."""
+    r = rejected(dec, enc(event))
+    assert (r.reason, r.detail) == (Reason.INVALID_VALUE,
+                                    "a NUL character (\\u0000) in a text field")
+    # in a batch message, the element alone
+    events, _, rejects = dec.decode_many([b"[" + enc(prediction()) + b"," + enc(event) + b"]"],
+                                         0)
+    assert len(events) == 1 and [x.index for _, x in rejects] == [1]
+
+
+def test_an_escaped_backslash_before_u0000_is_no_nul(dec: EventDecoder) -> None:
+    message = enc(prediction(model_version="v\\u0000"))
+    assert b"\\\\u0000" in message
+    events, rejects = dec.decode(message)
+    assert rejects == [] and events[0].model_version == "v\\u0000"  # type: ignore[union-attr]

@@ -189,7 +189,7 @@ def test_the_fuzzer_reaches_every_kind_of_rejection(setup: Setup) -> None:
     config, profiles, bases = setup
     reasons: Counter[str] = Counter()
 
-    @settings(max_examples=300, deadline=None, derandomize=True,
+    @settings(max_examples=1_000, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(message=hostile(bases))
     def one(message: bytes) -> None:
@@ -198,7 +198,8 @@ def test_the_fuzzer_reaches_every_kind_of_rejection(setup: Setup) -> None:
             reasons[str(reject.reason)] += 1
 
     one()
-    assert set(reasons) == {str(r) for r in Reason}, reasons
+    # every reason but a monitor's failure, which only a bug reaches (test_monitor_failure)
+    assert set(reasons) == {str(r) for r in Reason} - {"monitor_error"}, reasons
 
 
 def test_deeply_nested_json_is_rejected_not_raised(setup: Setup) -> None:
@@ -249,10 +250,14 @@ def test_replay_reads_a_hostile_file_to_its_end_and_accounts_for_every_event(
         events = tmp / "hostile.jsonl"
         events.write_bytes(b"\n".join(lines) + b"\n")
         db, report = tmp / "wk.db", tmp / "report.json"
+        kept_file = tmp / "rejects.jsonl"
         assert main(["replay", str(events), "--config", str(files.config), "--db", str(db),
-                     "-q", "--report", str(report)]) == 0
+                     "-q", "--report", str(report), "--rejects-out", str(kept_file)]) == 0
         body = json.loads(report.read_text())
         total = body["accepted"] + body["duplicates"] + body["rejected"]["total"]
+        # written only when there are rejects
+        kept_lines = kept_file.read_text().splitlines() if kept_file.exists() else []
+        assert len(kept_lines) == body["rejected"]["total"]
         assert body["events_read"] == total and body["accepted"] >= len(good)
         with sqlite3.connect(db) as conn:
             (kept,) = conn.execute("SELECT count(*) FROM rejected_events").fetchone()
