@@ -56,8 +56,10 @@ from slack_sdk.errors import SlackApiError
 
 from alerts import escalate
 from alerts.store import DeliveryStore, MessageKind, OutboxMessage
+from config.errors import RetryableError
 from config.file import OnCallSpec
 from config.settings import SlackSettings
+from services.health import Backoff, Readiness
 from services.slack_blocks import page_message, resolved_message
 
 log = logging.getLogger("watchkeeper.notifier")
@@ -167,6 +169,9 @@ class Notifier:
         self.sleep = sleep
         self.clock = clock
         self._not_before = 0.0  # Retry-After: no call to Slack before then
+        # messages Slack took whose record the database did not (it went away): outbox id
+        # -> (when, where); recorded first on the next pass
+        self._unrecorded: dict[str, tuple[datetime, tuple[str, str] | None]] = {}
         self._channel_ids: dict[str, str] = {}  # a configured channel -> its id
         self._unsure_digests: dict[str, _UnsureDigest] = {}
 
@@ -249,12 +254,17 @@ class Notifier:
                         page.incident_id, timeout, page.level + 1)
         return len(due)
 
-    def deliver_pending(self) -> Report:
+    def deliver_pending(self, report: Report | None = None) -> Report:
         """Deliver every unsent outbox message, pages first, oldest first; stop when Slack
         is down (a message used its attempts and the next one failed too) or asked to
-        wait (``Retry-After``): the rest go on a later pass."""
-        report = Report()
+        wait (``Retry-After``): the rest go on a later pass. Counts into ``report`` as it
+        goes (what a pass did stays counted if the database fails it)."""
+        report = report if report is not None else Report()
         down = False
+        for message_id, (at, where) in list(self._unrecorded.items()):
+            self.store.record_attempt(message_id, at, error=None, posted=where)
+            del self._unrecorded[message_id]
+            report.sent += 1
         for message_id in self.store.pending_messages(EVERY_MESSAGE):
             if self.clock() < self._not_before:
                 break
@@ -328,9 +338,15 @@ class Notifier:
                 report.found += 1
                 log.info("outbox %s: was in Slack after all (%s): not posted again",
                          message_id, where)
-            self.store.record_attempt(message_id, datetime.fromtimestamp(started, tz=UTC),
-                                      error=None,
-                                      posted=where if msg.kind is MessageKind.PAGE else None)
+            done = (datetime.fromtimestamp(started, tz=UTC),
+                    where if msg.kind is MessageKind.PAGE else None)
+            try:
+                self.store.record_attempt(message_id, done[0], error=None, posted=done[1])
+            except RetryableError:
+                # in Slack but not in the database, which went away: remembered here and
+                # recorded before anything else once it is back (never posted again)
+                self._unrecorded[message_id] = done
+                raise
             return Outcome.SENT
         return Outcome.BUSY
 
@@ -464,22 +480,47 @@ def _slack_errors() -> Iterator[None]:
 
 def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
                  interval: float = 5.0, oncall: OnCallSpec | None = None,
-                 digest_every: float = 24 * 3600) -> Report:
+                 digest_every: float = 24 * 3600, readiness: Readiness | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 rounds: int | None = None) -> Report:
     """Deliver pending messages, escalations and the digest when due; once, or every
-    ``interval`` seconds."""
+    ``interval`` seconds (``rounds``: that many, for tests).
+
+    While the database is away (:class:`config.errors.RetryableError`), the round stops
+    where it is, ``readiness`` says not ready, and the next round comes after a backoff
+    (0.5 s doubling to 30 s) instead of ``interval``: nothing is lost (the outbox is in the
+    database), and what a round had sent is recorded there before the next one. With
+    ``once``, the error goes to the caller."""
     notifier = Notifier(store, slack_client(settings), settings, oncall=oncall)
     total = Report()
+    backoff = Backoff()
+    done = 0
     while True:
-        notifier.send_digest(digest_every)
-        report = notifier.deliver_pending()
-        if notifier.escalate():
-            again = notifier.deliver_pending()
-            report.sent += again.sent
-            report.failed += again.failed
-            report.attempts += again.attempts
-        total.sent += report.sent
-        total.failed += report.failed
-        total.attempts += report.attempts
-        if once:
+        try:
+            _round(notifier, digest_every, total)
+        except RetryableError as exc:
+            if once:
+                raise
+            delay = backoff.next()
+            log.warning("the database is away (next round in %.1f s): %s", delay, exc)
+            if readiness is not None:
+                readiness.unready(str(exc))
+        else:
+            backoff.reset()
+            delay = interval
+            if readiness is not None:
+                readiness.recovered()
+            if once:
+                return total
+        done += 1
+        if rounds is not None and done >= rounds:
             return total
-        time.sleep(interval)
+        sleep(delay)
+
+
+def _round(notifier: Notifier, digest_every: float, report: Report) -> None:
+    """The digest when due, the pending messages, escalations and theirs, into ``report``."""
+    notifier.send_digest(digest_every)
+    notifier.deliver_pending(report)
+    if notifier.escalate():
+        notifier.deliver_pending(report)

@@ -405,11 +405,20 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     store, code = existing_store(db)
     if store is None:
         return code
+    from services.health import HealthServer, Readiness
+
+    readiness = Readiness()
+    health = HealthServer(readiness, port=args.port).start() if args.port else None
     try:
         report = run_notifier(store, slack, once=args.once, interval=args.interval,
-                              oncall=oncall, digest_every=args.digest_hours * 3600)
+                              oncall=oncall, digest_every=args.digest_hours * 3600,
+                              readiness=readiness)
+    except RetryableError as exc:  # --once while the database is away
+        return _unavailable(exc)
     finally:
         store.close()
+        if health is not None:
+            health.stop()
     print(f"notify: {report.sent} delivered, {report.failed} still pending "
           f"({report.attempts} attempts)")
     return EXIT_OK if report.failed == 0 else EXIT_UNAVAILABLE
@@ -568,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--db", help=DB_HELP)
     n.add_argument("--once", action="store_true", help="deliver what is pending and exit")
     n.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    n.add_argument("--port", type=int, default=0,
+                   help="serve /healthz, /readyz (503 while the database is away) and "
+                        "/metrics on 127.0.0.1:PORT (default 0: none)")
     n.add_argument("--digest-hours", type=float, default=24.0,
                    help="how often the digest of non-paging findings is posted")
     n.add_argument("--config", type=Path,

@@ -11,15 +11,18 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alerts.store import DeliveryStore
 from alerts.store.sql import SqlStore
+from config.errors import RetryableError
 from config.settings import SlackSettings
-from services.notifier import LOOKUP_MARGIN, Notifier, Report, slack_client
+from services.health import Readiness
+from services.notifier import LOOKUP_MARGIN, Notifier, Report, run_notifier, slack_client
 from sim.scenarios import generate, write_scenario
 from tests.fakes.slack import FakeSlack, Fault
 from watchkeeper.cli import main
@@ -417,3 +420,58 @@ def test_after_any_mix_of_failures_each_message_is_in_slack_once(
             assert [f for f in fake.faults if f.method is None] == []  # all were met
     finally:
         fake.stop()
+
+
+class DatabaseAway:
+    """The notifier's store with its database away: ``away`` calls from the ``after``-th
+    (of any method) raise RetryableError, as SqlStore does when the server is refused."""
+
+    def __init__(self, store: SqlStore, *, after: int, away: int) -> None:
+        self.store, self.after, self.away = store, after, away
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.after <= self.calls < self.after + self.away:
+                raise RetryableError("the database is unavailable: connection refused")
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("after", [1, 4, 6, 9])
+def test_the_database_away_mid_round_delays_delivery_and_posts_nothing_twice(
+    template: Path, tmp_path: Path, after: int,
+) -> None:
+    """Wherever in a round the database goes (before a post, after Slack took one but
+    before it was recorded), the notifier backs off, says it is not ready, and once the
+    database answers every message is in Slack once and recorded where it is."""
+    db = copy_db(template, tmp_path, more_pages=2)
+    slack = FakeSlack()
+    slack.start()
+    try:
+        settings = SlackSettings.model_validate({"bot_token": "xoxb-test",
+                                                 "api_url": slack.url})
+        store = DatabaseAway(SqlStore(str(db), migrate=False), after=after, away=5)
+        readiness, waits, seen = Readiness(), [], []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            seen.append(readiness.ready)
+
+        report = run_notifier(cast(DeliveryStore, store), settings, once=False,
+                              interval=5.0, readiness=readiness, sleep=sleep, rounds=8)
+        assert readiness.ready and seen[0] is False  # not ready while it was away
+        assert waits[:2] == [0.5, 1.0]  # the backoff, then the interval once back
+        assert 5.0 in waits
+        outbox = {m for (m,) in rows(db, "SELECT message_id FROM outbox")}
+        assert held(slack) == Counter({m: 1 for m in outbox})
+        assert rows(db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
+        posted = {ts for (ts,) in rows(db, "SELECT slack_ts FROM page_log")}
+        assert posted == {m["ts"] for m in slack.posted() if m.get("thread_ts") is None}
+        assert report.sent == len(outbox)
+    finally:
+        slack.stop()
