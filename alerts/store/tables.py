@@ -257,7 +257,7 @@ class StateRow(Base):
 
     __tablename__ = "pipeline_state"
 
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)  # 0010: a path is in some
     value: Mapped[dict[str, Any]]
 
 

@@ -26,7 +26,6 @@ from urllib.parse import quote
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DataError
 
 from alerts.store.schema import database_url
 from alerts.store.sql import SqlStore
@@ -249,10 +248,6 @@ def http_and_cli_take_hostile_ids_and_notes(db: str, tmp_path: Path,
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, raises=DataError,
-                   reason="pipeline_state.key is VARCHAR(100) and a replay keys its sequence "
-                          "base by its file's absolute path ('seq_base:' + path): a longer "
-                          "one fails on PostgreSQL (SQLite does not check lengths)")
 def test_a_replay_from_a_deep_folder_works_on_postgresql(pg_db: str,  # noqa: F811
                                                         tmp_path: Path) -> None:
     folder = tmp_path / ("deep" * 20)
