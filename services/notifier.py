@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -111,6 +112,26 @@ class DeliveryError(Exception):
         self.unknown = unknown
 
 
+class NotifierMetrics:
+    """The notifier's Prometheus metrics (``watchkeeper notify --port``), in a registry of
+    its own: the outbox's depth, delivery attempts, each message's outcome per pass, and
+    whether it is ready (0 while its database is away)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.outbox = Gauge("watchkeeper_notifier_outbox_depth",
+                            "messages waiting for Slack at the last pass", registry=r)
+        self.attempts = Counter("watchkeeper_notifier_delivery_attempts",
+                                "calls to Slack for outbox messages", registry=r)
+        self.outcomes = Counter("watchkeeper_notifier_deliveries", "outbox messages per "
+                                "pass, by outcome (sent, refused, busy, waiting)",
+                                ["outcome"], registry=r)
+        self.ready = Gauge("watchkeeper_notifier_ready", "1 while it delivers, 0 while its "
+                           "database is away", registry=r)
+        self.ready.set(1)
+        ProcessCollector(registry=r)
+
+
 class Outcome(Enum):
     SENT = "sent"
     REFUSED = "refused"  # refused, or a lookup that cannot succeed now: next pass
@@ -159,7 +180,8 @@ class Notifier:
     def __init__(self, store: DeliveryStore, client: WebClient, settings: SlackSettings, *,
                  oncall: OnCallSpec | None = None, max_attempts: int = 5,
                  base_delay: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: NotifierMetrics | None = None) -> None:
         self.store = store
         self.client = client
         self.settings = settings
@@ -169,6 +191,7 @@ class Notifier:
         self.sleep = sleep
         self.clock = clock
         self._not_before = 0.0  # Retry-After: no call to Slack before then
+        self.metrics = metrics if metrics is not None else NotifierMetrics()
         # messages Slack took whose record the database did not (it went away): outbox id
         # -> (when, where); recorded first on the next pass
         self._unrecorded: dict[str, tuple[datetime, tuple[str, str] | None]] = {}
@@ -265,11 +288,16 @@ class Notifier:
             self.store.record_attempt(message_id, at, error=None, posted=where)
             del self._unrecorded[message_id]
             report.sent += 1
-        for message_id in self.store.pending_messages(EVERY_MESSAGE):
+        pending = self.store.pending_messages(EVERY_MESSAGE)
+        self.metrics.outbox.set(len(pending))
+        for message_id in pending:
             if self.clock() < self._not_before:
                 break
+            tried = report.attempts
             outcome = self._deliver_one(message_id, report,
                                         tries=1 if down else self.max_attempts)
+            self.metrics.attempts.inc(report.attempts - tried)
+            self.metrics.outcomes.labels(outcome=outcome.name.lower()).inc()
             if outcome is Outcome.SENT:
                 report.sent += 1
                 down = False
@@ -482,7 +510,7 @@ def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
                  interval: float = 5.0, oncall: OnCallSpec | None = None,
                  digest_every: float = 24 * 3600, readiness: Readiness | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 rounds: int | None = None) -> Report:
+                 rounds: int | None = None, metrics: NotifierMetrics | None = None) -> Report:
     """Deliver pending messages, escalations and the digest when due; once, or every
     ``interval`` seconds (``rounds``: that many, for tests).
 
@@ -491,7 +519,8 @@ def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
     (0.5 s doubling to 30 s) instead of ``interval``: nothing is lost (the outbox is in the
     database), and what a round had sent is recorded there before the next one. With
     ``once``, the error goes to the caller."""
-    notifier = Notifier(store, slack_client(settings), settings, oncall=oncall)
+    notifier = Notifier(store, slack_client(settings), settings, oncall=oncall,
+                        metrics=metrics)
     total = Report()
     backoff = Backoff()
     done = 0
@@ -503,11 +532,13 @@ def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
                 raise
             delay = backoff.next()
             log.warning("the database is away (next round in %.1f s): %s", delay, exc)
+            notifier.metrics.ready.set(0)
             if readiness is not None:
                 readiness.unready(str(exc))
         else:
             backoff.reset()
             delay = interval
+            notifier.metrics.ready.set(1)
             if readiness is not None:
                 readiness.recovered()
             if once:

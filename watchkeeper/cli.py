@@ -406,13 +406,15 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     if store is None:
         return code
     from services.health import HealthServer, Readiness
+    from services.notifier import NotifierMetrics
 
-    readiness = Readiness()
-    health = HealthServer(readiness, port=args.port).start() if args.port else None
+    readiness, metrics = Readiness(), NotifierMetrics()
+    health = (HealthServer(readiness, port=args.port, registry=metrics.registry).start()
+              if args.port else None)
     try:
         report = run_notifier(store, slack, once=args.once, interval=args.interval,
                               oncall=oncall, digest_every=args.digest_hours * 3600,
-                              readiness=readiness)
+                              readiness=readiness, metrics=metrics)
     except RetryableError as exc:  # --once while the database is away
         return _unavailable(exc)
     finally:

@@ -114,6 +114,7 @@ class AiokafkaWorker:
             self._backoff.reset()
             self._retry_at = loop.time() + self._backoff.next()
         self.readiness.unready(reason)
+        self.processor.metrics.ready.set(0)
 
     async def _recover(self) -> None:
         """When a retry is due: reach the database, seek the failed partitions back to
@@ -139,6 +140,7 @@ class AiokafkaWorker:
         self._outage = False
         self._pause()
         self.readiness.recovered()
+        self.processor.metrics.ready.set(1)
 
     async def hand_over(self, partitions: set[int], *, checkpoint: bool = True) -> None:
         """Before partitions go (a rebalance, a shutdown): commit their checkpointed offsets
@@ -212,7 +214,13 @@ class AiokafkaWorker:
         for tp in self.consumer.assignment():
             behind.setdefault(tp.partition, set())
             high = self.consumer.highwater(tp)
-            if high is None or await self.consumer.position(tp) < high:
+            if high is None:
+                behind[tp.partition].add(tp.topic)
+                continue
+            position = await self.consumer.position(tp)
+            self.processor.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)
+                                              ).set(max(0, high - position))
+            if position < high:
                 behind[tp.partition].add(tp.topic)
         return _Default(behind)
 
@@ -278,8 +286,9 @@ def run_aiokafka(settings: WorkerSettings, processor: MessageProcessor) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     worker = AiokafkaWorker(settings, processor)
-    health = (HealthServer(worker.readiness, host=settings.web_host,
-                           port=settings.web_port).start() if settings.web_port else None)
+    health = (HealthServer(worker.readiness, host=settings.web_host, port=settings.web_port,
+                           registry=processor.metrics.registry).start()
+              if settings.web_port else None)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from config.errors import RetryableError
 from config.file import Config
 from services.pipeline import Pipeline, StaleCheckpoint
 from services.worker.align import Aligner
+from services.worker.metrics import WorkerMetrics
 from stream.signals import Signal
 
 log = logging.getLogger("watchkeeper.worker")
@@ -83,7 +85,7 @@ class MessageProcessor:
                  checkpoint_interval: float = 0.0,
                  pipeline_factory: Callable[[int], Pipeline] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 inputs: Sequence[str] = ()) -> None:
+                 inputs: Sequence[str] = (), metrics: WorkerMetrics | None = None) -> None:
         self.config = config
         self.store = store
         self.app_id = app_id
@@ -101,10 +103,15 @@ class MessageProcessor:
         self.skipped = 0
         self.inputs = tuple(inputs)  # the input topics, in the order that breaks time ties
         self.aligners: dict[int, Aligner] = {}
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.metrics.watch_checkpoints(lambda: dict(self._saved_at), clock)
 
     def _new_pipeline(self, partition: int) -> Pipeline:
         pipeline = Pipeline(self.config, self.store, source=f"{self.app_id}:{partition}",
-                            dry_run=self.dry_run, keep_totals=False)
+                            dry_run=self.dry_run, keep_totals=False,
+                            on_page=lambda _: self.metrics.pages.inc(),
+                            on_signal=lambda sig: self.metrics.signals.labels(
+                                kind=str(sig.kind)).inc())
         saved = self.store.load_checkpoint(self.app_id, partition)
         stale: StaleCheckpoint | None = None
         if saved is not None:
@@ -220,8 +227,15 @@ class MessageProcessor:
         (:mod:`services.worker.align`) first: what cannot be processed yet is held."""
         started = time.perf_counter()
         out = self._process(batch, behind)
+        took = time.perf_counter() - started
         log.info("batch: %d messages, %d events in %.1f ms", len(batch), out.events,
-                 (time.perf_counter() - started) * 1e3)
+                 took * 1e3)
+        m = self.metrics
+        m.batch_seconds.observe(took)
+        for topic, count in Counter(msg.topic for msg in batch).items():
+            m.messages.labels(topic=topic).inc(count)
+        if out.failed:
+            m.store_failures.inc(len(out.failed))
         return out
 
     @property
@@ -295,6 +309,12 @@ class MessageProcessor:
             self._behind.add(partition)
         out.accepted += result.accepted
         out.events += result.accepted + result.duplicates + len(result.rejects)
+        m = self.metrics
+        m.events.labels(outcome="accepted").inc(result.accepted)
+        m.events.labels(outcome="duplicate").inc(result.duplicates)
+        m.events.labels(outcome="rejected").inc(len(result.rejects))
+        for reason, count in Counter(str(r.reason) for _, r in result.rejects).items():
+            m.rejected.labels(reason=reason).inc(count)
         for seq, reject in result.rejects:
             src = fresh[reject.message if reject.message is not None else 0]
             headers = [("reason", str(reject.reason).encode()),

@@ -387,3 +387,38 @@ def test_a_failure_that_is_not_the_database_stops_the_worker_and_forgets_the_par
     with pytest.raises(RuntimeError, match="a bug"):
         worker.process(incoming(lines[:10]))
     assert worker.pipelines == {} and worker.offsets == {}
+
+
+def metric(processor: MessageProcessor, name: str, **labels: str) -> float:
+    value = processor.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_the_processor_counts_what_it_consumed_rejected_raised_and_checkpointed(
+    setup: tuple[MessageProcessor, SqlStore, list[bytes]],
+) -> None:
+    processor, _, lines = setup
+    clock = FakeClock()
+    processor = MessageProcessor(processor.config, processor.store, app_id="m",
+                                 checkpoint_interval=10, clock=clock)
+    n = len(lines)
+    for start in range(0, n, 500):
+        processor.process([*incoming(lines[start:start + 500], start=start),
+                           Incoming("wk.outcomes", 0, start, None, b"{nope")])
+    clock.now = 7.5
+    assert metric(processor, "watchkeeper_worker_messages_total", topic=TOPIC) == n
+    assert metric(processor, "watchkeeper_worker_messages_total", topic="wk.outcomes") == len(
+        range(0, n, 500))
+    core = processor.pipelines[0].core
+    assert metric(processor, "watchkeeper_worker_events_total", outcome="accepted") == sum(
+        core.accepted.values())
+    assert metric(processor, "watchkeeper_worker_rejected_total",
+                  reason="invalid_json") == core.rejected["invalid_json"] == len(
+        range(0, n, 500))
+    signals = processor.pipelines[0].totals.signals
+    assert signals and all(metric(processor, "watchkeeper_worker_signals_total", kind=kind)
+                           == count for kind, count in signals.items())
+    assert metric(processor, "watchkeeper_worker_pages_total") == 1
+    assert metric(processor, "watchkeeper_worker_batch_seconds_count") == len(range(0, n, 500))
+    # checkpointed with the first batch (clock 0), not since (the interval is 10 s)
+    assert metric(processor, "watchkeeper_worker_checkpoint_age_seconds", partition="0") == 7.5
