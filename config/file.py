@@ -185,6 +185,9 @@ class Limits(_Frozen):
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     dedupe_capacity: int = Field(default=1_000_000, ge=1)
+    # messages kept since the monitors' last copy of their state, to go back to it when a
+    # monitor fails on a message (stream.core.Core.process): memory against copies
+    recovery_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
 
 class SilenceSpec(_Frozen):

@@ -55,7 +55,6 @@ from stream.signals import Evaluation, Findings, Signal
 from stream.state import State, StateError, check
 
 T = TypeVar("T")
-RECOVERY_BYTES = 64 << 20  # messages kept since the last mark, at most (Core.process)
 Rows = NDArray[np.intp]  # indices into a batch's events
 
 
@@ -259,9 +258,9 @@ class Core:
         down to the message that fails (the monitors do not depend on the batch cut).
         To go back, it keeps its state as of its last :meth:`mark` (the checkpoint's, in a
         worker) and the messages since, taking a mark of its own when they pass
-        ``RECOVERY_BYTES``. Why our own: a copy of the state with every batch would cost
+        ``limits.recovery_bytes``. Why our own: a copy of the state with every batch would cost
         more than the monitoring, and the checkpoint's copy is made anyway."""
-        if self._safe is None or self._since_bytes > RECOVERY_BYTES:
+        if self._safe is None or self._since_bytes > self.config.limits.recovery_bytes:
             self.mark()
         try:
             result = self._process(messages)

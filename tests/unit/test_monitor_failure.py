@@ -98,13 +98,13 @@ def test_the_failing_message_is_rejected_and_the_rest_is_as_without_it(
 @pytest.mark.parametrize("keep", [1 << 20, 64 << 20])
 def test_recovery_goes_back_past_its_copies_of_the_state(
     stream: tuple[Config, list[bytes], list[int]], broken: None, keep: int,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Small batches: a failure comes many batches after the core's last copy of its
     state (it copies it every MiB of messages, or only once here), and those batches are
     taken again, once."""
-    monkeypatch.setattr("stream.core.RECOVERY_BYTES", keep)
     config, messages, poisoned = stream
+    config = config.model_copy(update={"limits": config.limits.model_copy(
+        update={"recovery_bytes": keep})})
     signals, _, rejects, core = run(config, messages, 97)
     want_signals, _, want_rejects, clean = expected(config, messages, poisoned)
     assert signals == want_signals
