@@ -30,6 +30,7 @@ from alerts.store.sql import SqlStore
 from config.file import load_config
 from services.pipeline import Pipeline
 from sim.scenarios import generate, write_scenario
+from tests.figures import record
 from tests.integration.test_kafka_recovery import Harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +102,14 @@ def readiness(port: int) -> int:
         return 0
 
 
+def scrape(port: int) -> dict[str, float]:
+    """The worker's ``/metrics``: each sample line's value by its name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
 @dataclass(frozen=True)
 class Expected:
     """What an uninterrupted run of the events gives (the replay: the same monitors and
@@ -124,9 +133,15 @@ def uninterrupted(config: Path, events: list[dict[str, Any]], tmp: Path) -> Expe
     return Expected(fingerprints, pages)
 
 
-def check_exact(h: Harness, events: list[dict[str, Any]], expected: Expected) -> None:
-    """Every event counted once, and the uninterrupted run's alerts and pages, none twice."""
+def check_exact(h: Harness, events: list[dict[str, Any]], expected: Expected,
+                name: str, **more: Any) -> None:
+    """Every event counted once, and the uninterrupted run's alerts and pages, none twice;
+    the figures recorded as ``name`` (tests/figures.py)."""
     time.sleep(3)  # anything counted twice would show now
+    record(name, events_produced=len(events), events_counted=h.processed(),
+           events_written=h.written(), alerts_expected=len(expected.fingerprints),
+           alerts=h.scalar("SELECT count(*) FROM alerts"), pages_expected=expected.pages,
+           pages_sent=h.scalar("SELECT count(*) FROM pages"), **more)
     assert h.processed() == h.written() == len(events)
     cores = h.cores()
     assert sum(sum(c["accepted"].values()) for c in cores) == len(events)
@@ -170,13 +185,23 @@ def test_the_database_away_for_30_seconds_pauses_the_worker_and_loses_nothing(
         stopped = time.monotonic()
         h.produce(events[third:])
         h.wait(lambda: readiness(port) == 503, "the worker to report not ready", timeout=30)
+        assert scrape(port)["watchkeeper_worker_ready"] == 0
         while time.monotonic() - stopped < OUTAGE_SECONDS:
             assert worker.poll() is None, "the worker stopped while the database was away"
             time.sleep(1)
         own_postgres.start()
+        back = time.monotonic()
         h.wait(lambda: h.processed() == len(events), "every event after the outage")
         h.wait(lambda: readiness(port) == 200, "the worker to be ready again", timeout=60)
-        check_exact(h, events, expected)
+        caught_up = time.monotonic() - back
+        after = scrape(port)
+        assert after["watchkeeper_worker_ready"] == 1
+        assert after["watchkeeper_worker_store_failures_total"] >= 1
+        assert sum(v for k, v in after.items()
+                   if k.startswith("watchkeeper_worker_events_total")) == len(events)
+        check_exact(h, events, expected, "database_outage",
+                    outage_seconds=round(back - stopped, 1),
+                    caught_up_seconds_after=round(caught_up, 1))
         assert worker.poll() is None
         log = (tmp_path / "worker.log").read_text(errors="replace")
         assert "batch not stored, to be retried" in log
@@ -203,7 +228,7 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
         h.produce(events[half:])
         h.wait(lambda: h.processed() == len(events), "every event after the restart",
                timeout=180)
-        check_exact(h, events, expected)
+        check_exact(h, events, expected, "broker_restart")
         assert worker.poll() is None
     finally:
         h.close()
@@ -219,16 +244,19 @@ def test_three_sigkills_in_a_100k_event_run_lose_and_double_nothing(
     h = Harness(pg_db, kafka_bootstrap, tmp_path, config, "direct")
     try:
         h.produce(events)
+        killed_at: list[int] = []
         for kill, share in enumerate((0.2, 0.45, 0.7)):
             worker = h.start(f"worker{kill}")
             h.wait(lambda share=share: h.written() >= share * len(events),  # type: ignore[misc]
                    f"{share:.0%} of the events", timeout=240)
             os.kill(worker.pid, signal.SIGKILL)  # no shutdown: a batch may be half written
             worker.wait(timeout=30)
+            killed_at.append(h.written())
         h.start("last")
         h.wait(lambda: h.processed() == len(events), "every event after three kills",
                timeout=300)
-        check_exact(h, events, expected)
+        check_exact(h, events, expected, "worker_sigkill", kills=3,
+                    killed_at_written=killed_at)
         resumed = sum(h.log_count(f"worker{k}", "resumed from its checkpoint")
                       for k in (1, 2)) + h.log_count("last", "resumed from its checkpoint")
         assert resumed >= 3

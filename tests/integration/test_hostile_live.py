@@ -19,6 +19,7 @@ from config.file import load_config
 from sim.scenarios import generate, write_scenario
 from stream.core import Core
 from stream.reference import load_profiles
+from tests.figures import record
 from tests.integration.test_kafka_recovery import Harness
 from tests.unit.test_fuzz import hostile
 
@@ -48,7 +49,8 @@ def test_hostile_messages_on_the_live_worker_are_counted_and_dead_lettered(
     # the mutations start from real events under ids of their own, so that none of them
     # is taken for (or takes the place of) a good one
     bases = [{**e, "event_id": f"fz-{i}"} for i, e in enumerate(good[:500])]
-    messages = [m for m in hostile_messages(bases) if len(m) <= BROKER_LIMIT]
+    every = hostile_messages(bases)
+    messages = [m for m in every if len(m) <= BROKER_LIMIT]
     assert len(messages) >= 10_000
 
     config = load_config(files.config)
@@ -86,13 +88,18 @@ def test_hostile_messages_on_the_live_worker_are_counted_and_dead_lettered(
                                  max_partition_fetch_bytes=8 << 20)
         letters: Counter[tuple[bytes, str]] = Counter()
         deadline = time.monotonic() + 120
-        for record in consumer:
-            reason = dict(record.headers)["reason"].decode()
-            letters[(record.value, reason)] += 1
+        for letter in consumer:
+            reason = dict(letter.headers)["reason"].decode()
+            letters[(letter.value, reason)] += 1
             if sum(letters.values()) >= len(expected.rejects) or time.monotonic() > deadline:
                 break
         consumer.close()
         assert letters == Counter((r.raw, str(r.reason)) for _, r in expected.rejects)
+        record("hostile_live", hostile_messages=len(messages),
+               over_broker_limit=len(every) - len(messages), good_events=len(good),
+               events_counted=h.processed(), rejected=len(expected.rejects),
+               dead_letters=sum(letters.values()),
+               rejected_by_reason=core["rejected"])
     finally:
         h.close()
 

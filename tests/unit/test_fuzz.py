@@ -25,6 +25,7 @@ from sim.scenarios import ScenarioFiles, generate, write_scenario
 from stream.core import Core
 from stream.events import Reason
 from stream.reference import ModelProfile, load_profiles
+from tests.figures import record
 
 MODEL = "car_loan"
 EXAMPLES = 300  # batches; each of 30 to 60 mutated messages: >= 10,000 in all
@@ -182,6 +183,7 @@ def test_any_bytes_are_accepted_or_rejected_with_a_reason_and_nothing_raises(
 
     batch_of()
     assert tried["messages"] >= 10_000, tried
+    record("fuzz_core", mutated_messages=tried["messages"], batches=EXAMPLES)
 
 
 def test_the_fuzzer_reaches_every_kind_of_rejection(setup: Setup) -> None:
