@@ -28,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -689,8 +690,9 @@ class SqlStore:
         if where.until is not None:
             stmt = stmt.where(a.first_seen < where.until)
         if after is not None:  # keyset pagination: no OFFSET to walk past
-            stmt = stmt.where(or_(a.first_seen < after.at,
-                                  (a.first_seen == after.at) & (a.alert_id < after.key)))
+            # a row value: an index range on both databases (an OR of the two comparisons
+            # is a filter PostgreSQL applies to every newer row, page after page)
+            stmt = stmt.where(tuple_(a.first_seen, a.alert_id) < tuple_(after.at, after.key))
         stmt = stmt.order_by(a.first_seen.desc(), a.alert_id.desc()).limit(limit + 1)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -711,8 +713,8 @@ class SqlStore:
         if model is not None:
             stmt = stmt.where(i.model_id == model)
         if after is not None:
-            stmt = stmt.where(or_(i.opened_at < after.at,
-                                  (i.opened_at == after.at) & (i.incident_id < after.key)))
+            stmt = stmt.where(tuple_(i.opened_at, i.incident_id)
+                              < tuple_(after.at, after.key))
         stmt = stmt.order_by(i.opened_at.desc(), i.incident_id.desc()).limit(limit + 1)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -775,20 +777,32 @@ class SqlStore:
             legacy = conn.execute(select(StateRow.value).where(StateRow.key == CLOCKS_KEY)
                                   ).scalar_one_or_none() or {}
             models = set(legacy) | {v["model_id"] for v in conn.execute(
-                select(StateRow.value).where(StateRow.key.like(f"{CLOCK_PREFIX}%"))).scalars()}
+                select(StateRow.value).where(StateRow.key.startswith(
+                    CLOCK_PREFIX, autoescape=True))).scalars()}  # "_" is a LIKE wildcard
         return sorted(models)
 
     def model_alerts(self, model_id: str, since: datetime, until: datetime, *,
                      limit: int = 200) -> list[dict[str, Any]]:
         a = AlertRow
-        with self.engine.connect() as conn:  # ix_alerts_model_first_seen, newest first
-            rows = conn.execute(
-                select(a.alert_id, a.fingerprint, a.kind, a.subject, a.slice, a.status,
-                       a.severity, a.first_seen, a.last_seen)
-                .where(a.model_id == model_id, a.first_seen <= until, a.last_seen >= since)
-                .order_by(a.first_seen.desc(), a.alert_id.desc()).limit(limit)).mappings()
-            return [{**r, "first_seen": _utc(r["first_seen"]), "last_seen": _utc(r["last_seen"])}
-                    for r in rows]
+        columns = (a.alert_id, a.fingerprint, a.kind, a.subject, a.slice, a.status,
+                   a.severity, a.first_seen, a.last_seen)
+        newest = (a.first_seen.desc(), a.alert_id.desc())
+        # Two index ranges, not "first_seen <= until AND last_seen >= since" on one index,
+        # which walks every older alert of the model when the range has fewer than a page:
+        # those raised in the range (ix_alerts_model_first_seen_id, newest first), then
+        # those raised before it and still seen in it (ix_alerts_model_last_seen)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(
+                select(*columns).where(a.model_id == model_id, a.first_seen >= since,
+                                       a.first_seen <= until)
+                .order_by(*newest).limit(limit)).mappings())
+            if len(rows) < limit:
+                rows += conn.execute(
+                    select(*columns).where(a.model_id == model_id, a.last_seen >= since,
+                                           a.first_seen < since)
+                    .order_by(*newest).limit(limit - len(rows))).mappings()
+        return [{**r, "first_seen": _utc(r["first_seen"]), "last_seen": _utc(r["last_seen"])}
+                for r in rows]
 
     def snapshot_span(self, model_id: str) -> tuple[datetime, datetime] | None:
         with self.engine.connect() as conn:

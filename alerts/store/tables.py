@@ -39,7 +39,10 @@ class Base(DeclarativeBase):
 class IncidentRow(Base):
     __tablename__ = "incidents"
     __table_args__ = (Index("ix_incidents_status_opened_at", "status", "opened_at",
-                            "incident_id"),)
+                            "incident_id"),
+                      Index("ix_incidents_opened_at", "opened_at", "incident_id"),
+                      Index("ix_incidents_model_opened_at", "model_id", "opened_at",
+                            "incident_id"))
 
     incident_id: Mapped[str] = mapped_column(Id, primary_key=True)
     model_id: Mapped[str] = mapped_column(String(200), index=True)
@@ -66,6 +69,7 @@ class AlertRow(Base):
         Index("ix_alerts_status_first_seen", "status", "first_seen", "alert_id"),
         Index("ix_alerts_kind_first_seen", "kind", "first_seen", "alert_id"),
         Index("ix_alerts_model_first_seen_id", "model_id", "first_seen", "alert_id"),
+        Index("ix_alerts_model_last_seen", "model_id", "last_seen"),
     )
 
     alert_id: Mapped[str] = mapped_column(Id, primary_key=True)
