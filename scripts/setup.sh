@@ -23,4 +23,18 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: no chromium and no way to install it (apt-get as root); the browser tests will fail" >&2
   fi
 fi
+# promtool checks docs/prometheus (tests/unit/test_observability_docs.py): taken from
+# Debian's prometheus package into .cache/prometheus, unpacked, never installed (no server
+# is set up or started).
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x .cache/prometheus/usr/bin/promtool ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: fetching promtool (Debian's prometheus package, unpacked into .cache)"
+    mkdir -p .cache/prometheus
+    (cd .cache && { apt-get download prometheus >/dev/null 2>&1 || \
+       { [ "$(id -u)" -eq 0 ] && apt-get update -qq >/dev/null && \
+         apt-get download prometheus >/dev/null 2>&1; }; } && \
+       dpkg-deb -x prometheus_*.deb prometheus && rm -f prometheus_*.deb) || \
+      echo "setup: could not fetch promtool; its checks will fail under scripts/test.sh" >&2
+  fi
+fi
 echo "setup: .venv ready ($(.venv/bin/python --version), watchkeeper $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("watchkeeper"))'))"

@@ -153,6 +153,7 @@ class AiokafkaWorker:
             log.warning("partitions %s handed over without a last checkpoint: %s",
                         sorted(partitions), exc)
         self.processor.revoke(partitions)
+        self.processor.metrics.forget(self.topics.inputs, partitions)
 
     async def _commit(self, partitions: set[int] | None = None) -> None:
         """Commit the checkpointed offsets not yet committed (of partitions still ours: a

@@ -13,8 +13,8 @@ True
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,20 +29,19 @@ from prometheus_client.registry import Collector
 
 
 class _CheckpointAge(Collector):
-    """Seconds since each partition's last checkpoint, as of the scrape."""
+    """Per partition, how long what it processed has gone without a checkpoint, as of the
+    scrape (0 when nothing since the last one: an idle partition is not stale)."""
 
-    def __init__(self, saved_at: Callable[[], dict[int, float]],
-                 clock: Callable[[], float]) -> None:
-        self.saved_at = saved_at
-        self.clock = clock
+    def __init__(self, ages: Callable[[], dict[int, float]]) -> None:
+        self.ages = ages
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("watchkeeper_worker_checkpoint_age_seconds",
-                                   "seconds since the partition's monitor state was "
-                                   "checkpointed", labels=["partition"])
-        now = self.clock()
-        for partition, at in sorted(self.saved_at().items()):
-            family.add_metric([str(partition)], now - at)
+                                   "seconds the partition's processed input has gone "
+                                   "without a checkpoint of its monitor state",
+                                   labels=["partition"])
+        for partition, age in sorted(self.ages().items()):
+            family.add_metric([str(partition)], age)
         yield family
 
 
@@ -74,10 +73,16 @@ class WorkerMetrics:
         self.ready.set(1)
         ProcessCollector(registry=r)  # memory, CPU, open files of the process
 
-    def watch_checkpoints(self, saved_at: Callable[[], dict[int, float]],
-                          clock: Callable[[], float] = time.monotonic) -> None:
-        """Report each partition's checkpoint age from ``saved_at()`` (clock() times)."""
-        self.registry.register(_CheckpointAge(saved_at, clock))
+    def watch_checkpoints(self, ages: Callable[[], dict[int, float]]) -> None:
+        """Report each partition's checkpoint age, ``ages()`` at each scrape."""
+        self.registry.register(_CheckpointAge(ages))
+
+    def forget(self, topics: Iterable[str], partitions: Iterable[int]) -> None:
+        """Drop the per-partition series of partitions no longer assigned here."""
+        for topic in topics:
+            for partition in partitions:
+                with contextlib.suppress(KeyError):
+                    self.lag.remove(topic, str(partition))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -104,7 +104,7 @@ class MessageProcessor:
         self.inputs = tuple(inputs)  # the input topics, in the order that breaks time ties
         self.aligners: dict[int, Aligner] = {}
         self.metrics = metrics if metrics is not None else WorkerMetrics()
-        self.metrics.watch_checkpoints(lambda: dict(self._saved_at), clock)
+        self.metrics.watch_checkpoints(self._checkpoint_ages)
 
     def _new_pipeline(self, partition: int) -> Pipeline:
         pipeline = Pipeline(self.config, self.store, source=f"{self.app_id}:{partition}",
@@ -160,6 +160,11 @@ class MessageProcessor:
     def _progress(self, partition: int, pipeline: Pipeline) -> Callable[[], Progress]:
         marks = dict(self.offsets[partition])
         return lambda: Progress(self.app_id, partition, marks, pipeline.core.processed)
+
+    def _checkpoint_ages(self) -> dict[int, float]:
+        now = self._clock()
+        return {p: now - at if p in self._behind else 0.0
+                for p, at in list(self._saved_at.items())}
 
     def _due(self, partition: int) -> bool:
         last = self._saved_at.get(partition)

@@ -422,3 +422,6 @@ def test_the_processor_counts_what_it_consumed_rejected_raised_and_checkpointed(
     assert metric(processor, "watchkeeper_worker_batch_seconds_count") == len(range(0, n, 500))
     # checkpointed with the first batch (clock 0), not since (the interval is 10 s)
     assert metric(processor, "watchkeeper_worker_checkpoint_age_seconds", partition="0") == 7.5
+    processor.flush(force=True)  # nothing unsaved: an idle partition is not stale
+    clock.now = 100
+    assert metric(processor, "watchkeeper_worker_checkpoint_age_seconds", partition="0") == 0
