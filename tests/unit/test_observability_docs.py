@@ -51,7 +51,7 @@ needs_promtool = pytest.mark.skipif(
 def exposed() -> dict[str, frozenset[str]]:
     """Every sample name the three registries expose, with its label names."""
     worker = WorkerMetrics()
-    worker.watch_checkpoints(lambda: {0: 0.0}, lambda: 1.0)
+    worker.watch_checkpoints(lambda: {0: 1.0})
     notifier = NotifierMetrics()
     api = Metrics(CollectorRegistry())
     registries: list[tuple[object, CollectorRegistry]] = [
