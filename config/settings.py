@@ -5,9 +5,9 @@ environment at import time. Every command takes its database from
 ``WATCHKEEPER_DATABASE_URL`` (or ``--db``); a server command with none configured refuses
 to start rather than create a database of its own.
 
-Secrets (the Slack bot token and signing secret, the API token) are ``SecretStr``: the
-``repr`` and ``str`` of the settings show ``**********``, and a database URL's password
-shows as ``***``. Outside development (``WATCHKEEPER_ENV``, ``production`` unless set)
+Secrets (the Slack bot token and signing secret, the API token, the console's session
+secret) are ``SecretStr``: the ``repr`` and ``str`` of the settings show ``**********``,
+and a database URL's password shows as ``***``. Outside development (``WATCHKEEPER_ENV``, ``production`` unless set)
 a server command refuses a secret that is a placeholder or too short
 (:meth:`Settings.weak_secret`).
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -93,11 +93,12 @@ PLACEHOLDERS = frozenset({
 PLACEHOLDER_STARTS = ("your", "change", "replace", "example", "placeholder", "dummy",
                       "insert", "fake", "test", "secret", "password", "todo", "<")
 MIN_SECRET_LENGTH = 16
-SecretName = Literal["bot_token", "signing_secret", "api_token"]
+SecretName = Literal["bot_token", "signing_secret", "api_token", "session_secret"]
 SECRET_VARIABLES: dict[SecretName, str] = {
     "bot_token": "WATCHKEEPER_SLACK_BOT_TOKEN",
     "signing_secret": "WATCHKEEPER_SLACK_SIGNING_SECRET",
     "api_token": "WATCHKEEPER_API_TOKEN",
+    "session_secret": "WATCHKEEPER_CONSOLE_SESSION_SECRET",
 }
 
 
@@ -205,6 +206,36 @@ class SlackSettings(BaseSettings):
         return secret.get_secret_value() if secret else None
 
 
+class ConsoleSettings(BaseSettings):
+    """The web console's sign-in (``WATCHKEEPER_CONSOLE_*``), for ``watchkeeper api``.
+
+    >>> ConsoleSettings(session_secret="4c0f9e2a7d1b8e3f5a6c")
+    ConsoleSettings(user_header=None, session_secret=SecretStr('**********'), \
+session_hours=12.0, secure_cookies=False, sign_in_failures=10, sign_in_window=300.0)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_CONSOLE_", extra="ignore",
+                                      hide_input_in_errors=True)  # no secret in errors
+
+    user_header: str | None = Field(
+        default=None, description="a header a trusted reverse proxy sets to the signed-in "
+                                  "person's name (X-Forwarded-User, say). Set it only when "
+                                  "the api is reachable through that proxy alone")
+    session_secret: SecretStr | None = Field(
+        default=None, description="signs session cookies (default: derived from "
+                                  "WATCHKEEPER_API_TOKEN, so changing the token signs "
+                                  "everyone out; without either, a secret per process)")
+    session_hours: float = Field(default=12.0, gt=0, description="a sign-in lasts this long")
+    secure_cookies: bool = Field(default=False,
+                                 description="send the session cookie over HTTPS only (set "
+                                             "it when the console is served over HTTPS)")
+    sign_in_failures: int = Field(default=10, ge=1,
+                                  description="failed sign-ins a client (remote address) may "
+                                              "make in sign_in_window seconds; then 429")
+    sign_in_window: float = Field(default=300.0, gt=0,
+                                  description="seconds over which failed sign-ins count")
+
+
 class CommonSettings(_RedactedUrl):
     """What every command shares: ``WATCHKEEPER_DATABASE_URL`` (the alert history),
     ``WATCHKEEPER_CONFIG`` (the YAML configuration) and ``WATCHKEEPER_ENV``."""
@@ -223,12 +254,21 @@ class CommonSettings(_RedactedUrl):
 @dataclass(frozen=True)
 class Settings:
     """The one settings object of a process, built in ``main()`` and passed to the
-    command: what every command shares, Slack's (and the API token), and the worker's
-    (Kafka, the engine, batching, checkpoints)."""
+    command: what every command shares, Slack's (and the API token), the worker's
+    (Kafka, the engine, batching, checkpoints) and the console's."""
 
     common: CommonSettings
     slack: SlackSettings
     worker: WorkerSettings
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+
+    def reveal(self, name: SecretName) -> str | None:
+        """A secret's value (Slack's, the API token, the console's session secret), for
+        the call that uses it; None when it is unset or empty."""
+        if name == "session_secret":
+            secret = self.console.session_secret
+            return secret.get_secret_value() if secret else None
+        return self.slack.reveal(name)
 
     def database_url(self, flag: str | None) -> str | None:
         """The database a command uses: ``--db``, else ``WATCHKEEPER_DATABASE_URL``."""
@@ -252,7 +292,7 @@ class Settings:
             return None
         fix = " (WATCHKEEPER_ENV=development accepts it)"
         for name in names:
-            value = self.slack.reveal(name)
+            value = self.reveal(name)
             why = weakness(value) if value is not None else None
             if why:
                 return f"{SECRET_VARIABLES[name]} {why}{fix}"
@@ -267,4 +307,21 @@ class Settings:
 
 def load_settings() -> Settings:
     """Read the environment once (pydantic's ValidationError on a malformed value)."""
-    return Settings(CommonSettings(), SlackSettings(), WorkerSettings())
+    return Settings(CommonSettings(), SlackSettings(), WorkerSettings(), ConsoleSettings())
+
+
+def variable(model: str, field_name: str) -> str:
+    """The environment variable of a field of one of the settings classes (``model``, as
+    pydantic's ValidationError titles it), for a one-line message.
+
+    >>> variable("ConsoleSettings", "session_hours"), variable("SlackSettings", "channel")
+    ('WATCHKEEPER_CONSOLE_SESSION_HOURS', 'WATCHKEEPER_SLACK_CHANNEL')
+    >>> variable("SlackSettings", "WATCHKEEPER_API_TOKEN")  # an alias is the variable
+    'WATCHKEEPER_API_TOKEN'
+    """
+    if field_name.upper().startswith("WATCHKEEPER_"):
+        return field_name.upper()
+    classes = {c.__name__: c for c in (CommonSettings, SlackSettings, WorkerSettings,
+                                       ConsoleSettings)}
+    prefix = classes[model].model_config.get("env_prefix", "") if model in classes else ""
+    return f"{prefix or 'WATCHKEEPER_'}{field_name}".upper()

@@ -44,7 +44,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alerts.actions import Action
 from alerts.store import ActionStore, HistoryStore
 from config.errors import RetryableError
-from services.console import ConsoleSettings, console_app
+from config.settings import ConsoleSettings
+from services.console import console_app
 from services.slack_blocks import acted_message
 
 log = logging.getLogger("watchkeeper.api")

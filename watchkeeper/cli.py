@@ -22,7 +22,7 @@ from alerts.store.sql import QueryError, SqlStore, open_store
 from alerts.triage import Triage
 from config.errors import ConfigError, InputError, RetryableError
 from config.file import load_config
-from config.settings import SecretName, Settings, database_dsn, load_settings
+from config.settings import SecretName, Settings, database_dsn, load_settings, variable
 from services.pipeline import Pipeline
 from services.replay import ReplayReport, replay
 from stream.events import Reject
@@ -430,7 +430,6 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api import build_api
-    from services.console import ConsoleSettings
     from services.notifier import slack_client
 
     slack = settings.slack
@@ -440,14 +439,15 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     db = settings.database_url(args.db)
     if db is None:
         return _fail(NO_DATABASE)
-    if weak := _weak(settings, args, db, "signing_secret", "api_token", "bot_token"):
+    if weak := _weak(settings, args, db, "signing_secret", "api_token", "bot_token",
+                     "session_secret"):
         return _fail(weak)
     store, code = existing_store(db)
     if store is None:
         return code
     client = slack_client(slack) if slack.enabled else None
     app = build_api(store, slack.reveal("signing_secret"), client,
-                    api_token=slack.reveal("api_token"), console=ConsoleSettings())
+                    api_token=slack.reveal("api_token"), console=settings.console)
     # no Server header (the app's middleware strips one too), no access log of tokens
     uvicorn.run(app, host=args.host, port=args.port, server_header=False,
                 access_log=False, log_level="warning")
@@ -616,9 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(f"--db: {exc}")
     try:
         settings = load_settings()  # the process's one settings object, passed in
-    except ValidationError as exc:
+    except ValidationError as exc:  # one line naming the variable, never its value
         first = exc.errors()[0]
-        return _fail(f"settings: WATCHKEEPER_{str(first['loc'][0]).upper()}: "
+        return _fail(f"settings: {variable(exc.title, str(first['loc'][0]))}: "
                      f"{str(first['msg']).removeprefix('Value error, ')}")
     code: int = args.func(args, settings)
     return code

@@ -36,10 +36,11 @@ from alerts.store import (
 )
 from config.errors import RetryableError
 from config.kinds import Kind
-from services.console.auth import Auth, ConsoleSettings, safe_next, session_key
+from config.settings import ConsoleSettings
+from services.console.auth import Auth, FailedSignIns, safe_next, session_key
 from services.console.charts import health_sections
 
-__all__ = ["ConsoleSettings", "console_app"]
+__all__ = ["console_app"]
 
 HERE = Path(__file__).parent
 PAGE = 50  # rows per page of a list
@@ -138,6 +139,7 @@ def console_app(store: ConsoleStore, settings: ConsoleSettings, *, api_token: st
     """The console as an app of its own (mounted at ``/`` by :func:`services.api.build_api`):
     its own session middleware, so the Slack and HTTP API endpoints have no cookies."""
     auth = Auth(settings, api_token)
+    failures = FailedSignIns(settings.sign_in_failures, settings.sign_in_window)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(when=when, num=num)
     templates.env.globals.update(statuses=[s.value for s in Status],
@@ -183,17 +185,29 @@ def console_app(store: ConsoleStore, settings: ConsoleSettings, *, api_token: st
         return render(request, "login.html", next=safe_next(next),
                       can_sign_in=auth.can_sign_in, error=None)
 
+    def too_many(request: Request, target: str, wait: int) -> Response:
+        logins.labels("limited").inc()
+        page = render(request, "login.html", 429, next=target, can_sign_in=auth.can_sign_in,
+                      error=f"too many failed sign-ins from here: try again in {wait} s")
+        page.headers["Retry-After"] = str(wait)
+        return page
+
     @app.post("/login")
     async def login(request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
         fields = await form_checked(request)
         target = safe_next(fields.get("next"))
+        if (wait := failures.retry_after(client, clock())) is not None:  # even the token
+            return too_many(request, target, wait)
         name = fields.get("name", "").strip()[:100]
         if not auth.token_matches(fields.get("token", "")) or not name:
             logins.labels("refused").inc()
+            failures.failed(client, clock())
             return render(request, "login.html", 401, next=target,
                           can_sign_in=auth.can_sign_in,
                           error="a name and the right API token, please")
         logins.labels("ok").inc()
+        failures.succeeded(client)
         auth.sign_in(request, name)
         return RedirectResponse(target, status_code=303)
 

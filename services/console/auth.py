@@ -10,37 +10,25 @@ alert's history records as who acted.
 Every form that changes something carries the session's CSRF token (a synchronizer token,
 compared in constant time) and is refused when the browser says it came from another site
 (``Origin`` or ``Sec-Fetch-Site``).
+
+Failed sign-ins are limited per client (its remote address): after
+``WATCHKEEPER_CONSOLE_SIGN_IN_FAILURES`` (10) in ``..._SIGN_IN_WINDOW`` seconds (300), sign-ins
+from it answer 429 with ``Retry-After`` until the oldest of them is that old
+(:class:`FailedSignIns`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+from collections import OrderedDict, deque
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class ConsoleSettings(BaseSettings):
-    """The console's sign-in (``WATCHKEEPER_CONSOLE_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_CONSOLE_", extra="ignore")
-
-    user_header: str | None = Field(
-        default=None, description="a header a trusted reverse proxy sets to the signed-in "
-                                  "person's name (X-Forwarded-User, say). Set it only when "
-                                  "the api is reachable through that proxy alone")
-    session_secret: str | None = Field(
-        default=None, description="signs session cookies (default: derived from "
-                                  "WATCHKEEPER_API_TOKEN, so changing the token signs "
-                                  "everyone out; without either, a secret per process)")
-    session_hours: float = Field(default=12.0, gt=0, description="a sign-in lasts this long")
-    secure_cookies: bool = Field(default=False,
-                                 description="send the session cookie over HTTPS only (set "
-                                             "it when the console is served over HTTPS)")
+from config.settings import ConsoleSettings
 
 
 def session_key(settings: ConsoleSettings, api_token: str | None) -> str:
@@ -51,8 +39,8 @@ def session_key(settings: ConsoleSettings, api_token: str | None) -> str:
     >>> session_key(ConsoleSettings(), "t") == session_key(ConsoleSettings(), "t") != "t"
     True
     """
-    if settings.session_secret:
-        return settings.session_secret
+    if settings.session_secret:  # an empty one counts as unset
+        return settings.session_secret.get_secret_value()
     if api_token:
         return hmac.new(api_token.encode(), b"watchkeeper console session",
                         hashlib.sha256).hexdigest()
@@ -132,3 +120,48 @@ class Auth:
     @staticmethod
     def sign_out(request: Request) -> None:
         request.session.clear()
+
+
+class FailedSignIns:
+    """Failed sign-ins per client in a sliding window, in memory, for one process.
+
+    Written here rather than taken from a rate-limiting library: what is needed is a
+    bounded count of failures only (a success costs nothing and clears the client), and
+    bounded memory: at most ``clients`` clients are remembered (the least recently failed
+    is forgotten first), each with at most ``failures`` times.
+
+    >>> limit = FailedSignIns(failures=2, window=60.0)
+    >>> limit.failed("a", 0.0), limit.retry_after("a", 1.0)
+    (None, None)
+    >>> limit.failed("a", 10.0), limit.retry_after("a", 30.0), limit.retry_after("b", 30.0)
+    (50, 30, None)
+    >>> limit.retry_after("a", 60.0), limit.succeeded("a"), limit.retry_after("a", 61.0)
+    (None, None, None)
+    """
+
+    def __init__(self, failures: int, window: float, clients: int = 10_000) -> None:
+        self.failures, self.window, self.clients = failures, window, clients
+        self._times: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str, now: float) -> int | None:
+        """Seconds (rounded up) until ``client`` may try again, or None: it may now."""
+        times = self._times.get(client)
+        if times is None or len(times) < self.failures:
+            return None
+        wait = self.window - (now - times[0])
+        return math.ceil(wait) if wait > 0 else None
+
+    def failed(self, client: str, now: float) -> int | None:
+        """Count a failure; :meth:`retry_after` as it is now."""
+        times = self._times.pop(client, None) or deque(maxlen=self.failures)
+        times.append(now)
+        self._times[client] = times  # the most recent last
+        while len(self._times) > self.clients:
+            self._times.popitem(last=False)
+        return self.retry_after(client, now)
+
+    def succeeded(self, client: str) -> None:
+        self._times.pop(client, None)
+
+    def __len__(self) -> int:
+        return len(self._times)

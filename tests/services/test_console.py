@@ -27,8 +27,8 @@ from alerts.store.schema import database_url
 from alerts.store.sql import SqlStore
 from config.errors import RetryableError
 from config.file import TriagePolicy
+from config.settings import ConsoleSettings, load_settings
 from services.api import CONTENT_SECURITY_POLICY, build_api
-from services.console import ConsoleSettings
 from sim.scenarios import generate, write_scenario
 from tests.integration.conftest import pg_db, postgres_url  # noqa: F401 - fixtures
 from watchkeeper.cli import main
@@ -162,6 +162,71 @@ def test_an_action_needs_the_form_token_and_this_origin(client: TestClient, db: 
     # signed out: the session's token is gone with it
     client.post("/logout", data={"csrf": token})
     assert client.get(f"/alerts/{alert_id}").status_code == 303
+
+
+def test_failed_sign_ins_are_limited_per_client(db: Db) -> None:
+    """10 failures in 5 minutes from one address: its sign-ins answer 429 with Retry-After
+    (the right token too) until the first failure is 5 minutes old; another address and
+    the signed-in are not affected; the limiter remembers a bounded number of clients."""
+    now = [NOW]
+    app = build_api(db.store(), None, None, api_token=TOKEN, clock=lambda: now[0])
+    with (TestClient(app, follow_redirects=False, client=("192.0.2.1", 1)) as guesser,
+          TestClient(app, follow_redirects=False, client=("192.0.2.2", 1)) as other):
+        sign_in(other, "bob")
+        token = csrf(guesser, "/login")
+        for n in range(10):
+            now[0] = NOW + n
+            resp = guesser.post("/login", data={"csrf": token, "name": "x", "token": f"g{n}"})
+            assert resp.status_code == 401
+        for given in ("g10", TOKEN):
+            resp = guesser.post("/login", data={"csrf": token, "name": "x", "token": given})
+            assert (resp.status_code, resp.headers["retry-after"]) == (429, "291")
+            assert "too many failed sign-ins" in resp.text
+        assert other.get("/").status_code == 200  # signed in before: unaffected
+        sign_in(other, "bob")  # another address: unaffected
+        now[0] = NOW + 300  # the first failure is 5 minutes old: one more try
+        resp = guesser.post("/login", data={"csrf": token, "name": "x", "token": "g11"})
+        assert resp.status_code == 401
+        assert guesser.post("/login", data={"csrf": token, "name": "x", "token": TOKEN}
+                            ).status_code == 429  # the 11th failure in 5 minutes
+        now[0] = NOW + 301
+        sign_in(guesser, "carol")
+    metrics = TestClient(app).get("/metrics").text
+    assert 'watchkeeper_console_logins_total{outcome="limited"} 3.0' in metrics
+    assert 'watchkeeper_console_logins_total{outcome="refused"} 11.0' in metrics
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # refused before it is opened
+def test_console_settings_are_read_once_and_checked_like_the_others(
+        db: Db, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed WATCHKEEPER_CONSOLE_* value is one line and exit 2; a placeholder or
+    short session secret is refused outside development, naming the variable, its value
+    never shown."""
+    monkeypatch.setenv("WATCHKEEPER_API_TOKEN", TOKEN)
+    monkeypatch.delenv("WATCHKEEPER_ENV", raising=False)
+    for name, value, said in (
+            ("SESSION_HOURS", "twelve", "settings: WATCHKEEPER_CONSOLE_SESSION_HOURS: Input "
+                                        "should be a valid number"),
+            ("SESSION_HOURS", "0", "settings: WATCHKEEPER_CONSOLE_SESSION_HOURS: Input "
+                                   "should be greater than 0"),
+            ("SECURE_COOKIES", "maybe", "settings: WATCHKEEPER_CONSOLE_SECURE_COOKIES: "),
+            ("SIGN_IN_FAILURES", "-1", "settings: WATCHKEEPER_CONSOLE_SIGN_IN_FAILURES: "),
+            ("SESSION_SECRET", "changeme", "WATCHKEEPER_CONSOLE_SESSION_SECRET is a "
+                                           "placeholder"),
+            ("SESSION_SECRET", "k3y-Qx9z", "WATCHKEEPER_CONSOLE_SESSION_SECRET is shorter "
+                                           "than 16 characters")):
+        with monkeypatch.context() as env:
+            env.setenv(f"WATCHKEEPER_CONSOLE_{name}", value)
+            assert main(["api", "--db", db.url, "--port", "0"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"watchkeeper: error: {said}") and err.count("\n") == 1, err
+        assert len(value) < 3 or value not in err
+    monkeypatch.setenv("WATCHKEEPER_CONSOLE_SESSION_SECRET", "4c0f9e2a7d1b8e3f5a6c99")
+    monkeypatch.setenv("WATCHKEEPER_CONSOLE_SIGN_IN_FAILURES", "3")
+    settings = load_settings()
+    assert (settings.console.sign_in_failures, settings.reveal("session_secret")) == (
+        3, "4c0f9e2a7d1b8e3f5a6c99")
+    assert "4c0f9e2a7d1b8e3f5a6c99" not in repr(settings) + str(settings.console)
 
 
 def test_a_reverse_proxy_header_signs_people_in(db: Db) -> None:

@@ -120,8 +120,9 @@ def test_rate_limits_server_errors_and_timeouts_are_retried_and_recorded(
     paged: Path, slack: tuple[FakeSlack, SlackSettings],
 ) -> None:
     fake, settings = slack
-    # a timeout whose call Slack never got (one Slack did get would be posted twice: Slack
-    # has no idempotency key; see services/notifier.py)
+    # a timeout whose call Slack never got: before posting again the notifier looks for it
+    # by its metadata, finds nothing, and posts it once (one Slack did get is found and
+    # recorded where it is, not posted again: tests/services/test_slack_faults.py)
     fake.faults.extend([Fault(429, retry_after=7), Fault(503), Fault(504, delay=2.5)])
     sleeps: list[float] = []
     report = notifier(paged, settings, sleeps, timeout=1).deliver_pending()
