@@ -137,6 +137,9 @@ class FailedSignIns:
     (50, 30, None)
     >>> limit.retry_after("a", 60.0), limit.succeeded("a"), limit.retry_after("a", 61.0)
     (None, None, None)
+    >>> few = FailedSignIns(failures=1, window=60.0, clients=2)
+    >>> [few.failed(c, 0.0) for c in "abc"], len(few), few.retry_after("a", 1.0)
+    ([60, 60, 60], 2, None)
     """
 
     def __init__(self, failures: int, window: float, clients: int = 10_000) -> None:
