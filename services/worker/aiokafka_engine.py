@@ -29,15 +29,16 @@ import signal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 
 from config.errors import RetryableError
 from config.settings import WorkerSettings
 from services.health import Backoff, HealthServer, Readiness
-from services.worker.processor import Incoming, MessageProcessor, Outputs
+from services.worker.processor import Incoming, MessageProcessor, Outgoing, Outputs
 from stream.topics import Topics
 
 log = logging.getLogger("watchkeeper.worker.aiokafka")
+COMMIT_TIMEOUT = 10.0  # seconds a commit may take before the loop goes on without it
 
 
 class _Default(dict[int, set[str]]):
@@ -110,8 +111,10 @@ class AiokafkaWorker:
     def _outage_now(self, reason: str) -> None:
         loop = asyncio.get_running_loop()
         if not self._outage:
+            # the backoff goes on growing from the last outage's unless a batch has been
+            # stored since (the database answering a ping is not enough: a batch that
+            # fails whatever the ping says must not be retried every half second)
             self._outage = True
-            self._backoff.reset()
             self._retry_at = loop.time() + self._backoff.next()
         self.readiness.unready(reason)
         self.processor.metrics.ready.set(0)
@@ -123,20 +126,24 @@ class AiokafkaWorker:
         loop = asyncio.get_running_loop()
         if not self._outage or loop.time() < self._retry_at:
             return
-        owned = self.consumer.assignment()
-        self._failed = {p for p in self._failed if any(tp.partition == p for tp in owned)}
+        retrying = set(self._failed)  # a rebalance meanwhile may add (or take) some
         try:
             await asyncio.to_thread(self.processor.store.ping)
-            await self.resume({tp for tp in owned if tp.partition in self._failed})
-        except RetryableError as exc:
+            # what is ours now, after the await (a rebalance runs in its own task)
+            owned = self.consumer.assignment()
+            await self.resume({tp for tp in owned if tp.partition in retrying})
+        except (RetryableError, IllegalStateError) as exc:  # away still, or moved meanwhile
             delay = self._backoff.next()
             self._retry_at = loop.time() + delay
             log.warning("the database is still away (next try in %.1f s): %s", delay, exc)
             self.readiness.unready(str(exc))
             return
         log.warning("the database is back: partitions %s resume from their checkpoints",
-                    sorted(self._failed))
-        self._failed.clear()
+                    sorted(retrying))
+        self._failed -= retrying
+        if self._failed:  # failed again while this one was retried: its turn is next
+            self._retry_at = loop.time()
+            return
         self._outage = False
         self._pause()
         self.readiness.recovered()
@@ -148,10 +155,13 @@ class AiokafkaWorker:
         try:
             if checkpoint:
                 self.processor.flush(partitions, force=True)
-            await self._commit(partitions)
         except Exception as exc:  # their next owner resumes the last checkpoint instead
             log.warning("partitions %s handed over without a last checkpoint: %s",
                         sorted(partitions), exc)
+        try:
+            await self._commit(partitions)  # the checkpoints they have, at least
+        except Exception as exc:
+            log.warning("partitions %s handed over uncommitted: %s", sorted(partitions), exc)
         self.processor.revoke(partitions)
         self.processor.metrics.forget(self.topics.inputs, partitions)
 
@@ -169,31 +179,41 @@ class AiokafkaWorker:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
+            # aiokafka retries a commit while the broker is away: bounded here, so that the
+            # loop (and a stop) goes on; the offsets are committed with a later round
+            await asyncio.wait_for(self.consumer.commit(offsets), COMMIT_TIMEOUT)
             self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offsets not committed (a rebalance?): %s", exc)
-        except KafkaError as exc:  # the broker away: committed with a later round
-            log.warning("offsets not committed (the broker?): %s", exc)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("offsets not committed (the broker?): %r", exc)
 
     async def _send(self, out: Outputs) -> None:
         """Send a batch's dead letters and signals (their alerts and rejects are in the
-        store already); retried with backoff while the broker is away, until stopped.
-        The producer is idempotent: its own retries write nothing twice."""
+        store already). What the broker cannot take for now is sent again, with backoff,
+        until it goes or the worker stops; what it can never take (too large for it, say)
+        is dropped, counted and logged: the store has it. The producer is idempotent: its
+        own retries write nothing twice, and only what failed is sent again."""
         assert self.producer is not None
         pending = [(self.topics.deadletter, m) for m in out.deadletters] + [
             (self.topics.signals, m) for m in out.signals]
         backoff = Backoff()
         while pending:
-            try:
-                futures = [await self.producer.send(topic, key=m.key, value=m.value,
-                                                    headers=list(m.headers) or None)
-                           for topic, m in pending]
-                results = await asyncio.gather(*futures, return_exceptions=True)
-            except KafkaError as exc:
-                results = [exc] * len(pending)
-            pending = [p for p, r in zip(pending, results, strict=True)
-                       if isinstance(r, BaseException)]
+            again: list[tuple[str, Outgoing]] = []
+            queued: list[tuple[tuple[str, Outgoing], asyncio.Future[Any]]] = []
+            for item in pending:
+                topic, m = item
+                try:
+                    queued.append((item, await self.producer.send(
+                        topic, key=m.key, value=m.value, headers=list(m.headers) or None)))
+                except KafkaError as exc:
+                    self._failed_send(item, exc, again)
+            for item, future in queued:
+                try:
+                    await future
+                except KafkaError as exc:
+                    self._failed_send(item, exc, again)
+            pending = again
             if pending:
                 if self._stop.is_set():
                     log.warning("stopping: %d output message(s) not sent", len(pending))
@@ -202,6 +222,16 @@ class AiokafkaWorker:
                 log.warning("%d output message(s) not sent, retrying in %.1f s",
                             len(pending), delay)
                 await asyncio.sleep(delay)
+
+    def _failed_send(self, item: tuple[str, Outgoing], exc: KafkaError,
+                     again: list[tuple[str, Outgoing]]) -> None:
+        if getattr(exc, "retriable", False) or isinstance(exc, KafkaTimeoutError):
+            again.append(item)
+            return
+        topic, m = item
+        self.processor.metrics.dropped_outputs.labels(topic=topic).inc()
+        log.error("%s: a message of %d bytes the broker refuses (%r) is dropped; the store "
+                  "keeps it", topic, len(m.value), exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -264,11 +294,15 @@ class AiokafkaWorker:
                     out = self.processor.process(batch, behind.__getitem__)
                     if out.failed:
                         self.failed(set(out.failed), next(iter(out.failed.values())))
+                    elif out.events and not self._outage:
+                        self._backoff.reset()  # a batch stored: the database is back
                     await self._send(out)
                     self._pause()
                 try:
-                    # checkpoints whose interval is up (also when idle), then their offsets
-                    self.processor.flush()
+                    # checkpoints whose interval is up (also when idle), then their offsets;
+                    # while the database is away, only when a retry is due
+                    if not self._outage or asyncio.get_running_loop().time() >= self._retry_at:
+                        self.processor.flush()
                 except RetryableError as exc:  # nothing moved: flushed on a later round
                     self._outage_now(str(exc))
                 await self._commit()

@@ -58,10 +58,18 @@ class WorkerMetrics:
         self.signals = Counter("watchkeeper_worker_signals", "signals the monitors raised, "
                                "by kind", ["kind"], registry=r)
         self.pages = Counter("watchkeeper_worker_pages", "pages triage queued", registry=r)
+        self.alerts = Counter("watchkeeper_worker_alerts", "alerts triage opened (a condition "
+                              "first seen)", registry=r)
+        self.resolved = Counter("watchkeeper_worker_incidents_resolved",
+                                "incidents triage resolved", registry=r)
         self.batch_seconds = Histogram(
             "watchkeeper_worker_batch_seconds", "time to process a fetch (monitors, triage "
             "and its transaction)", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.dropped_outputs = Counter("watchkeeper_worker_dropped_outputs",
+                                       "dead letters and signals the broker can never take "
+                                       "(too large), dropped (the store keeps them)",
+                                       ["topic"], registry=r)
         self.store_failures = Counter("watchkeeper_worker_store_failures",
                                       "batches the database could not take (retried)",
                                       registry=r)
