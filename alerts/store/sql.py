@@ -161,22 +161,46 @@ def open_store(db: str, *, migrate: bool = True) -> SqlStore:
                              f"{str(exc).splitlines()[0]}") from None
 
 
+def _connect_args(url: str) -> dict[str, Any]:
+    """libpq's timeouts for PostgreSQL: a database host that drops packets (rather than
+    refusing) is found away within seconds, not the system's minutes, so the worker's loop
+    (its Kafka heartbeats) is not held up long (user settings in the URL win)."""
+    if not url.startswith("postgresql"):
+        return {}
+    return {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+            "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 15_000}
+
+
 # SQLite's transient failures (another process holds the file); its other operational
 # errors ("no such table") are the schema's, and retrying cannot help
 SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")
+# PostgreSQL's SQLSTATEs worth waiting out: connection exceptions (08), insufficient
+# resources (53: too many connections, disk full) and shutdowns (57P01-57P03: not 57014, a
+# statement timeout, which the same batch meets again); a serialization failure or a
+# deadlock (40001, 40P01), a read-only transaction after a failover (25006), a lock not
+# available (55P03). Anything else (a constraint, a program limit, a bad query) is a bug
+# and stays the error it is, rather than be retried for ever.
+PG_TRANSIENT_CLASSES = {"08", "53"}
+PG_TRANSIENT_CODES = {"57P01", "57P02", "57P03", "40001", "40P01", "25006", "55P03"}
 
 
 def _transient(context: ExceptionContext) -> None:
     """The engine's ``handle_error`` hook: a database away (refused, dropped, shut down,
     locked) becomes :class:`config.errors.RetryableError`, which the services wait out with
     backoff (they never import SQLAlchemy); anything else stays the error it is."""
+    if context.is_pre_ping:  # SQLAlchemy reconnects a stale pooled connection itself
+        return
     original = context.original_exception
     if context.is_disconnect:
         transient = True
     elif context.dialect is not None and context.dialect.name == "sqlite":
         transient = any(m in str(original).lower() for m in SQLITE_TRANSIENT)
-    else:  # PostgreSQL: OperationalError is connection trouble, a shutdown, a cancel
-        transient = isinstance(context.sqlalchemy_exception, OperationalError)
+    else:
+        code = getattr(original, "pgcode", None)
+        if code:  # the server answered: transient by its SQLSTATE only
+            transient = code[:2] in PG_TRANSIENT_CLASSES or code in PG_TRANSIENT_CODES
+        else:  # no answer (refused, reset, timed out): libpq's OperationalError
+            transient = isinstance(context.sqlalchemy_exception, OperationalError)
     if transient:
         line = (str(original).strip().splitlines() or [type(original).__name__])[0]
         raise RetryableError(f"the database is unavailable: {line}") from original
@@ -194,7 +218,8 @@ class SqlStore:
         if migrate:
             schema.upgrade(self.url)
         self.engine: Engine = create_engine(self.url, json_serializer=json_dumps,
-                                            pool_pre_ping=True)
+                                            pool_pre_ping=True,
+                                            connect_args=_connect_args(self.url))
         event.listen(self.engine, "handle_error", _transient)
 
     def ping(self) -> None:

@@ -150,3 +150,29 @@ def test_a_reject_whose_detail_quotes_a_nul_is_kept(pg_db: str) -> None:
         row = conn.exec_driver_sql("SELECT seq, detail, raw FROM rejected_events").one()
     assert (row[0], row[1], bytes(row[2])) == (7, "unknown model '\\x00'", raw)
     store.close()
+
+
+def test_only_a_database_away_is_retryable(pg_db: str) -> None:
+    """A refused or dropped connection is RetryableError (the services wait it out);
+    a statement timeout, a bad query or a constraint is the error it is (retrying it
+    for ever would stall a worker)."""
+    import sqlalchemy.exc
+    from sqlalchemy import text as sql
+
+    from alerts.store.sql import SqlStore
+    from config.errors import RetryableError
+
+    store = SqlStore(pg_db)
+    with store.engine.connect() as conn:
+        with pytest.raises(sqlalchemy.exc.OperationalError) as timeout:
+            conn.execute(sql("SET statement_timeout = 1; SELECT pg_sleep(1)"))
+        assert not isinstance(timeout.value, RetryableError)
+        conn.rollback()
+        with pytest.raises(sqlalchemy.exc.DataError):
+            conn.execute(sql("SELECT 1 / 0"))
+        conn.rollback()
+        # the server drops the connection: away, for this call
+        with pytest.raises(RetryableError, match="unavailable"):
+            conn.execute(sql("SELECT pg_terminate_backend(pg_backend_pid())"))
+    store.ping()  # a new connection from the pool: nothing to wait out
+    store.close()
