@@ -55,6 +55,7 @@ from stream.signals import Evaluation, Findings, Signal
 from stream.state import State, StateError, check
 
 T = TypeVar("T")
+MAX_FAILING = 32  # failing messages a batch is searched for, one by one (Core._halves)
 Rows = NDArray[np.intp]  # indices into a batch's events
 
 
@@ -297,30 +298,38 @@ class Core:
         assert safe is not None
         self._back(safe, since)
         result = BatchResult()
-        self._halves(list(enumerate(messages)), result)
+        self._halves(list(enumerate(messages)), result, [0])
         result.signals.sort(key=lambda sig: sig.seq)
         result.evaluations.sort(key=lambda e: e.seq)
         return result
 
-    def _halves(self, part: list[tuple[int, bytes]], result: BatchResult) -> None:
+    def _halves(self, part: list[tuple[int, bytes]], result: BatchResult,
+                failures: list[int]) -> None:
         """Process ``part`` (messages with their index in the batch) into ``result``; if it
-        fails, go back and process its halves; a single message that fails is rejected."""
+        fails, go back and process its halves; a single message that fails is rejected.
+        Past ``MAX_FAILING`` failing messages in a batch (a bug that most messages reach),
+        a failing part is rejected whole: the search costs a copy of the state a step."""
         before = msgspec.msgpack.encode(self.state())
         try:
             got = self._process([m for _, m in part])
         except Exception as exc:
             self._back(before)
-            if len(part) > 1:
+            if len(part) > 1 and failures[0] < MAX_FAILING:
                 half = len(part) // 2
-                self._halves(part[:half], result)
-                self._halves(part[half:], result)
+                self._halves(part[:half], result, failures)
+                self._halves(part[half:], result, failures)
                 return
-            index, raw = part[0]
+            failures[0] += 1
             detail = f"a monitor failed on it: {type(exc).__name__}: {exc}"[:500]
-            result.rejects.append((self.seq, Reject(Reason.MONITOR_ERROR, detail, raw,
-                                                    message=index)))
-            self.seq += 1
-            self.rejected[str(Reason.MONITOR_ERROR)] += 1
+            if len(part) > 1:
+                detail = (f"a monitor failed on its part of {len(part)} messages of a batch "
+                          f"with more than {MAX_FAILING} failing: {type(exc).__name__}: "
+                          f"{exc}")[:500]
+            for index, raw in part:
+                result.rejects.append((self.seq, Reject(Reason.MONITOR_ERROR, detail, raw,
+                                                        message=index)))
+                self.seq += 1
+                self.rejected[str(Reason.MONITOR_ERROR)] += 1
             return
         for seq, reject in got.rejects:
             where = part[reject.message if reject.message is not None else 0][0]

@@ -14,7 +14,7 @@ from alerts.store.sql import SqlStore
 from config.file import Config, load_config
 from services.pipeline import Pipeline
 from sim.scenarios import generate, write_scenario
-from stream.core import Core
+from stream.core import MAX_FAILING, Core
 from stream.events import Prediction, Reason
 from stream.monitors.inputs import InputMonitor
 from stream.reference import load_profiles
@@ -129,3 +129,34 @@ def test_the_pipeline_keeps_the_failed_message_with_the_rejects(
     assert [(r, bytes(raw)) for r, raw in rows] == [
         ("monitor_error", messages[i]) for i in poisoned]
     assert pipeline.totals.pages and len(pipeline.totals.pages) == 1
+
+
+def test_a_batch_where_every_message_fails_is_searched_only_so_far(
+    stream: tuple[Config, list[bytes], list[int]], broken: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug every message reaches: past MAX_FAILING failing messages the search stops
+    splitting and rejects the failing parts whole, so one batch costs a bounded number of
+    passes (each a copy of the state), and the next batch is processed as usual."""
+    config, messages, _ = stream
+    poison = [json.dumps({**json.loads(m), "features": {
+        **json.loads(m)["features"], "car_value": POISON}}).encode()
+        for m in messages[3_000:6_000] if json.loads(m)["type"] == "prediction"][:1_000]
+    core = Core(config, load_profiles(config))
+    core.process(messages[:500])
+    passes = [0]
+    process = Core._process
+
+    def counted(self: Core, batch: Any) -> Any:
+        passes[0] += 1
+        return process(self, batch)
+
+    monkeypatch.setattr(Core, "_process", counted)
+    result = core.process(poison)
+    assert len(result.rejects) == len(poison) and result.accepted == 0
+    assert {r.reason for _, r in result.rejects} == {Reason.MONITOR_ERROR}
+    assert sorted(r.message or 0 for _, r in result.rejects) == list(range(len(poison)))
+    # one try, the copy taken again, then the halving: at most 2 * MAX_FAILING parts a level
+    assert passes[0] <= 2 + 2 * MAX_FAILING * 10
+    after = core.process(messages[1_000:1_500])  # no poison among them
+    assert not after.rejects and after.accepted == 500
