@@ -40,6 +40,7 @@ channels: ``groups:history``, ``groups:read``) and membership of the channel.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import re
 import time
@@ -66,7 +67,8 @@ from services.slack_blocks import page_message, resolved_message
 log = logging.getLogger("watchkeeper.notifier")
 DIGEST_LINES = 50  # findings per digest message
 GIVE_UP_REFUSALS = 50  # a message Slack refused this often is left for a person (last_error)
-LOOKUP_MARGIN = 300.0  # seconds before a message's first attempt that a lookup reads from
+LOOKUP_MARGIN = 300.0  # seconds around a message's unanswered attempts a lookup reads
+SETTLE_TRIES = 5  # lookups of an unanswered digest before its lines are let go again
 LOOKUP_PAGES = 5  # pages of PAGE_SIZE a lookup reads at most
 PAGE_SIZE = 200  # Slack recommends no more than 200 items a page
 EVENT_TYPES = {MessageKind.PAGE: "watchkeeper_page_posted",
@@ -167,6 +169,7 @@ class Post:
 class _UnsureDigest:
     since: float
     incident_ids: list[str] = field(default_factory=list)
+    tries: int = 0  # lookups made
 
 
 def slack_client(settings: SlackSettings, timeout: float = 10) -> WebClient:
@@ -195,6 +198,9 @@ class Notifier:
         # messages Slack took whose record the database did not (it went away): outbox id
         # -> (when, where); recorded first on the next pass
         self._unrecorded: dict[str, tuple[datetime, tuple[str, str] | None]] = {}
+        # outbox id -> when its unanswered attempts were (also in delivery_attempts, unless
+        # the database could not take them)
+        self._unanswered: dict[str, list[float]] = {}
         self._channel_ids: dict[str, str] = {}  # a configured channel -> its id
         self._unsure_digests: dict[str, _UnsureDigest] = {}
 
@@ -247,7 +253,10 @@ class Notifier:
                     self._not_before = max(self._not_before, self.clock() + exc.wait)
                 log.warning("digest not sent (will retry): %s", exc)
                 return sent
+            # posted: if the database cannot take that now, the lookup settles it later
+            self._unsure_digests[digest_id] = _UnsureDigest(started, ids)
             self.store.mark_digested(ids, now)
+            del self._unsure_digests[digest_id]
             sent += len(chunk)
         self.store.record_digest(now)
         return sent
@@ -257,7 +266,16 @@ class Notifier:
         Slack has; forget those it has not (their lines go out again)."""
         for digest_id, unsure in list(self._unsure_digests.items()):
             post = Post(self.settings.channel, "", DIGEST_EVENT, digest_id)
-            if self._find(post, unsure.since) is not None:
+            unsure.tries += 1
+            try:
+                where = self._find(post, unsure.since)
+            except DeliveryError:
+                if unsure.tries < SETTLE_TRIES:
+                    raise
+                log.warning("digest %s: still cannot tell whether Slack has it after %d "
+                            "lookups: its lines go out again", digest_id, unsure.tries)
+                where = None
+            if where is not None:
                 log.info("digest %s was in Slack after all: not posted again", digest_id)
                 self.store.mark_digested(unsure.incident_ids, now)
             del self._unsure_digests[digest_id]
@@ -337,25 +355,35 @@ class Notifier:
         if not self._ready(msg):
             return Outcome.WAITING
         first = history[0][0].timestamp() if history else None
-        unsure = Failure.UNKNOWN in failures
+        unanswered = [at.timestamp() for at, error in history
+                      if error is not None and failure_of(error) is Failure.UNKNOWN]
+        unanswered += self._unanswered.get(message_id, [])
+        unsure = bool(unanswered)
         for attempt in range(tries):
             report.attempts += 1
             started = self.clock()
             first = started if first is None else first
             try:
                 try:
-                    where, found = self._attempt(msg, since=first if unsure else None)
+                    where, found = self._attempt(
+                        msg, window=(min(unanswered), max(unanswered)) if unsure else None)
                 except DeliveryError:
                     raise
                 except Exception as exc:  # a bad row or payload must not stop the others
                     raise DeliveryError(f"cannot deliver: {type(exc).__name__}: {exc}",
                                         retryable=False) from exc
             except DeliveryError as exc:
+                if exc.unknown:
+                    # kept here too: if the database cannot take the record, the next
+                    # pass still knows to look before posting
+                    self._unanswered.setdefault(message_id, []).append(started)
+                    unanswered.append(started)
                 self.store.record_attempt(message_id, datetime.fromtimestamp(started, tz=UTC),
                                           error=str(exc))
                 log.warning("outbox %s: attempt %d failed: %s", message_id, attempt + 1, exc)
                 unsure = unsure or exc.unknown
                 if not exc.retryable:
+                    self._unanswered.pop(message_id, None)
                     return Outcome.REFUSED
                 if attempt + 1 < tries:
                     self.sleep(exc.wait or self.base_delay * 2 ** attempt)
@@ -375,13 +403,16 @@ class Notifier:
                 # recorded before anything else once it is back (never posted again)
                 self._unrecorded[message_id] = done
                 raise
+            finally:
+                self._unanswered.pop(message_id, None)
             return Outcome.SENT
         return Outcome.BUSY
 
-    def _attempt(self, msg: OutboxMessage, *, since: float | None
+    def _attempt(self, msg: OutboxMessage, *, window: tuple[float, float] | None
                  ) -> tuple[tuple[str, str] | None, bool]:
         """One attempt: where the message is now, and whether it was found already there
-        (looked up first when ``since`` says an earlier attempt may have landed)."""
+        (looked up first when ``window``, its first and last unanswered attempts, says an
+        earlier attempt may have landed)."""
         if msg.kind is MessageKind.RESOLVE:  # chat.update: the same call twice is harmless
             assert msg.incident_id is not None
             for posted in self.store.posted_pages(msg.incident_id):  # the page, escalations
@@ -391,9 +422,9 @@ class Notifier:
                                             text=text, blocks=blocks)
             return None, False
         post = self._compose(msg)
-        if since is not None:
+        if window is not None:
             try:
-                where = self._find(post, since)
+                where = self._find(post, *window)
             except DeliveryError as exc:
                 raise DeliveryError(f"lookup: {exc}", retryable=exc.retryable,
                                     wait=exc.wait) from None
@@ -427,13 +458,18 @@ class Notifier:
         self._channel_ids[post.channel] = str(resp["channel"])
         return str(resp["channel"]), str(resp["ts"])
 
-    def _find(self, post: Post, since: float) -> tuple[str, str] | None:
+    def _find(self, post: Post, since: float, until: float | None = None
+              ) -> tuple[str, str] | None:
         """Where Slack has ``post`` (channel id and ts), by its metadata, among the messages
-        from :data:`LOOKUP_MARGIN` seconds before ``since``; None when it has not."""
+        from :data:`LOOKUP_MARGIN` seconds before ``since`` (its first unanswered attempt)
+        to as long after ``until`` (its last; default ``since``), so that a busy channel
+        does not push it out of reach as time goes by; None when it has not."""
         channel = self._channel_id(post.channel)
         if channel is None:
             return None
+        last = since if until is None else until
         args: dict[str, Any] = {"channel": channel, "oldest": f"{since - LOOKUP_MARGIN:.6f}",
+                                "latest": f"{last + LOOKUP_MARGIN:.6f}",
                                 "include_all_metadata": True, "limit": PAGE_SIZE}
         method: Callable[..., Any] = self.client.conversations_history
         if post.thread_ts is not None:
@@ -500,10 +536,12 @@ def _slack_errors() -> Iterator[None]:
             raise DeliveryError(f"Slack unreachable: {exc.reason}", retryable=True) from None
         raise DeliveryError(f"{NO_ANSWER}: {exc.reason}", retryable=True,
                             unknown=True) from None
-    except (TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         if isinstance(exc, ConnectionRefusedError):
             raise DeliveryError(f"Slack unreachable: {exc}", retryable=True) from None
-        raise DeliveryError(f"{NO_ANSWER}: {exc}", retryable=True, unknown=True) from None
+        # no answer, or one cut short: the call may have landed
+        raise DeliveryError(f"{NO_ANSWER}: {exc or type(exc).__name__}", retryable=True,
+                            unknown=True) from None
 
 
 def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,

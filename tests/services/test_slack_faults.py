@@ -475,3 +475,64 @@ def test_the_database_away_mid_round_delays_delivery_and_posts_nothing_twice(
         assert report.sent == len(outbox)
     finally:
         slack.stop()
+
+
+class RecordFails:
+    """The store, with its database away for the first ``times`` records of an attempt."""
+
+    def __init__(self, store: SqlStore, times: int = 1) -> None:
+        self.store, self.times = store, times
+
+    def record_attempt(self, *args: Any, **kwargs: Any) -> None:
+        if self.times > 0:
+            self.times -= 1
+            raise RetryableError("the database is unavailable: connection refused")
+        self.store.record_attempt(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_an_unanswered_post_whose_record_failed_is_looked_up_not_posted_again(
+    template: Path, tmp_path: Path, fake: FakeSlack, clock: Clock,
+) -> None:
+    """The post timed out (it landed) and the database could not take the attempt's record:
+    the notifier remembers the attempt went unanswered, and looks before posting again."""
+    db = copy_db(template, tmp_path)
+    fake.faults.append(Fault(lands=True, delay=LATE, method=POST))
+    settings = SlackSettings.model_validate({"bot_token": "xoxb-test", "api_url": fake.url})
+    n = Notifier(cast(DeliveryStore, RecordFails(SqlStore(str(db), migrate=False))),
+                 slack_client(settings, timeout=TIMEOUT), settings, sleep=clock.sleep,
+                 clock=clock)
+    with pytest.raises(RetryableError):
+        n.deliver_pending()
+    report = n.deliver_pending()
+    assert report.found == 1
+    outbox = {m for (m,) in rows(db, "SELECT message_id FROM outbox")}
+    assert held(fake) == Counter({m: 1 for m in outbox})
+    assert_recorded_where_slack_has_them(db, fake)
+
+
+def test_a_busy_channel_does_not_push_an_unanswered_post_out_of_reach(
+    template: Path, tmp_path: Path, fake: FakeSlack, clock: Clock,
+) -> None:
+    """The lookup reads the channel around the unanswered attempts only: 1,200 messages
+    posted an hour later (more than it reads) do not hide the page."""
+    db = copy_db(template, tmp_path)
+    fake.faults.append(Fault(lands=True, delay=LATE, method=POST))
+    fake.faults.append(Fault(status=500, method=HISTORY))  # the first lookup fails
+    n = notifier(db, fake, clock, max_attempts=2)
+    assert n.deliver_pending().sent == 0
+    later = clock.now + 3_600
+    fake.messages["C0PAGES"] += [{"ts": f"{later + k:.6f}", "text": "chatter", "user": "U1"}
+                                 for k in range(1_200)]
+    clock.now = later + 1_300
+    report = n.deliver_pending()
+    assert report.found == 1
+    history = [args for method, args in fake.calls if method == HISTORY][-1]
+    assert (float(history["oldest"]), float(history["latest"])) == (
+        START - LOOKUP_MARGIN, START + LOOKUP_MARGIN)
+    outbox = {m for (m,) in rows(db, "SELECT message_id FROM outbox")}
+    ours = Counter(m["metadata"]["event_payload"]["outbox_id"] for m in fake.posted()
+                   if "metadata" in m)
+    assert ours == Counter({m: 1 for m in outbox})
