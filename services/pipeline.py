@@ -81,6 +81,7 @@ class Pipeline:
                  dry_run: bool = True, triage: Triage | None = None,
                  on_page: Callable[[Page], None] | None = None,
                  on_signal: Callable[[Signal], None] | None = None,
+                 on_changes: Callable[[Changes], None] | None = None,
                  keep_totals: bool = True) -> None:
         self.config = config
         self.profiles = load_profiles(config)
@@ -92,6 +93,7 @@ class Pipeline:
         self.dry_run = dry_run
         self.on_page = on_page
         self.on_signal = on_signal
+        self.on_changes = on_changes  # what triage changed with each batch
         self.totals = Totals()
         self.keep_totals = keep_totals
         self._mutes_loaded = time.monotonic()
@@ -161,3 +163,5 @@ class Pipeline:
         if self.on_page is not None:
             for page in changes.pages:
                 self.on_page(page)
+        if self.on_changes is not None:
+            self.on_changes(changes)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from alerts.store import Checkpoint, PipelineStore, Progress
+from alerts.triage import Changes
 from config.errors import RetryableError
 from config.file import Config
 from services.pipeline import Pipeline, StaleCheckpoint
@@ -103,6 +104,7 @@ class MessageProcessor:
         self.skipped = 0
         self.inputs = tuple(inputs)  # the input topics, in the order that breaks time ties
         self.aligners: dict[int, Aligner] = {}
+        self._batch_start: dict[int, int] = {}  # partition -> its batch's first event index
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.watch_checkpoints(self._checkpoint_ages)
 
@@ -111,7 +113,8 @@ class MessageProcessor:
                             dry_run=self.dry_run, keep_totals=False,
                             on_page=lambda _: self.metrics.pages.inc(),
                             on_signal=lambda sig: self.metrics.signals.labels(
-                                kind=str(sig.kind)).inc())
+                                kind=str(sig.kind)).inc(),
+                            on_changes=lambda changes: self._count(partition, changes))
         saved = self.store.load_checkpoint(self.app_id, partition)
         stale: StaleCheckpoint | None = None
         if saved is not None:
@@ -147,6 +150,13 @@ class MessageProcessor:
             self.quiet[partition] = ahead
             log.info("partition %d: rebuilding quietly up to offsets %s", partition, ahead)
         return pipeline
+
+    def _count(self, partition: int, changes: Changes) -> None:
+        """The alerts a batch opened (first seen in it) and the incidents it resolved."""
+        start = self._batch_start.get(partition, 0)
+        self.metrics.alerts.inc(sum(1 for alert in changes.alerts.values()
+                                    if alert.first_seq >= start))
+        self.metrics.resolved.inc(len(changes.resolved_incidents))
 
     def _checkpointer(self, partition: int,
                       pipeline: Pipeline) -> Callable[[bytes], Checkpoint]:
@@ -203,6 +213,7 @@ class MessageProcessor:
             self._behind.discard(partition)
             self.quiet.pop(partition, None)
             self.aligners.pop(partition, None)  # what it held is fetched again by the next
+            self._batch_start.pop(partition, None)
 
     def _mark(self, partition: int, messages: list[Incoming]) -> dict[str, int]:
         """Record ``messages`` as processed; returns the partition's last offset per topic."""
@@ -304,6 +315,7 @@ class MessageProcessor:
                 return
         self._mark(partition, fresh)
         due = self._due(partition)
+        self._batch_start[partition] = pipeline.core.seq
         result = pipeline.feed(
             [m.value for m in fresh],
             checkpoint=self._checkpointer(partition, pipeline) if due else None,

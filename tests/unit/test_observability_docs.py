@@ -201,7 +201,7 @@ def test_dashboard_shows_every_watchkeeper_metric() -> None:
     metrics = {family(name) for name in exposed()
                if name.startswith("watchkeeper_") and not name.endswith("_created")}
     shown = {family(name) for expr in dashboard_exprs() for name in METRIC.findall(expr)}
-    assert len(metrics) == 19 and metrics - shown == set()
+    assert len(metrics) == 22 and metrics - shown == set()
 
 
 EXPECTED_ALERTS = {

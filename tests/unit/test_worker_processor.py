@@ -419,6 +419,9 @@ def test_the_processor_counts_what_it_consumed_rejected_raised_and_checkpointed(
     assert signals and all(metric(processor, "watchkeeper_worker_signals_total", kind=kind)
                            == count for kind, count in signals.items())
     assert metric(processor, "watchkeeper_worker_pages_total") == 1
+    with processor.store.engine.connect() as conn:  # type: ignore[attr-defined]
+        opened = conn.exec_driver_sql("SELECT count(*) FROM alerts").scalar()
+    assert opened and metric(processor, "watchkeeper_worker_alerts_total") == opened
     assert metric(processor, "watchkeeper_worker_batch_seconds_count") == len(range(0, n, 500))
     # checkpointed with the first batch (clock 0), not since (the interval is 10 s)
     assert metric(processor, "watchkeeper_worker_checkpoint_age_seconds", partition="0") == 7.5
