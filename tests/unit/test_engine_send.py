@@ -53,7 +53,7 @@ def test_only_what_failed_is_sent_again_and_what_never_fits_is_dropped(
 ) -> None:
     monkeypatch.setattr("services.worker.aiokafka_engine.asyncio.sleep", _no_wait)
     producer = Producer(refuse={b"huge"}, late={b"b"})
-    worker.producer = producer  # type: ignore[assignment]
+    worker.producer = producer
     out = Outputs(deadletters=[Outgoing(None, v) for v in (b"a", b"huge", b"b")],
                   signals=[Outgoing(b"m", b"s1")])
     asyncio.run(worker._send(out))
@@ -67,7 +67,7 @@ def test_a_stop_ends_the_retries(worker: AiokafkaWorker,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("services.worker.aiokafka_engine.asyncio.sleep", _no_wait)
     producer = Producer(refuse=set(), late={b"a"})
-    worker.producer = producer  # type: ignore[assignment]
+    worker.producer = producer
     worker.stop()
     asyncio.run(worker._send(Outputs(deadletters=[Outgoing(None, b"a")])))
     assert producer.delivered == []  # not sent, and no endless retry
