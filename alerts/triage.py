@@ -24,13 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from alerts.dedupe import dedupe
-from alerts.fingerprint import fingerprint, stable_id
+from alerts.fingerprint import fingerprint, series_fingerprint, stable_id
 from alerts.inhibit import inhibit
 from alerts.model import Alert, Incident, Page, Route, Silence, Status
 from alerts.score import is_muted, route_for, score, score_incident
 from alerts.silence import silence
 from config.file import TriagePolicy
-from stream.signals import Evaluation, Signal
+from stream.signals import Evaluation, Sample, Signal
 
 FeedbackKey = tuple[str, str, str]  # model_id, kind, subject
 
@@ -49,6 +49,18 @@ class Occurrence:
 
 
 @dataclass(frozen=True, slots=True)
+class Measurement:
+    """A sample of an evaluation, for the store's snapshots: the series' value at ``seq``
+    (under the fingerprint an alert of that series has)."""
+
+    fingerprint: str
+    model_id: str
+    seq: int
+    ts: float
+    sample: Sample
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadReply:
     """What still fires in a paged incident, for a reply in its page's thread: one per
     incident per hour of event time (``hour``), so repeats do not page again and do not
@@ -64,7 +76,7 @@ class ThreadReply:
 @dataclass
 class Changes:
     """What one call changed: the latest snapshot of each touched alert and incident, the
-    new occurrences and pages, and the incidents that resolved."""
+    new occurrences and pages, the incidents that resolved, and the evaluations' samples."""
 
     alerts: dict[str, Alert] = field(default_factory=dict)
     incidents: dict[str, Incident] = field(default_factory=dict)
@@ -74,6 +86,7 @@ class Changes:
     signals: list[Signal] = field(default_factory=list)
     clocks: dict[str, float] = field(default_factory=dict)
     thread_replies: dict[tuple[str, int], ThreadReply] = field(default_factory=dict)
+    samples: list[Measurement] = field(default_factory=list)
 
     def merge(self, other: Changes) -> None:
         self.alerts.update(other.alerts)
@@ -83,6 +96,7 @@ class Changes:
         self.resolved_incidents.extend(other.resolved_incidents)
         self.signals.extend(other.signals)
         self.clocks.update(other.clocks)
+        self.samples.extend(other.samples)
         for key, reply in other.thread_replies.items():
             mine = self.thread_replies.get(key)
             self.thread_replies[key] = reply if mine is None else replace(
@@ -128,6 +142,8 @@ class Triage:
         self.feedback: Counter[FeedbackKey] = feedback if feedback is not None else Counter()
         self.silences: list[Silence] = list(silences)
         self.clocks: dict[str, float] = dict(clocks or {})
+        # fingerprint -> evaluations of the series since its last kept sample, and its state
+        self.sampled: dict[str, tuple[int, str]] = {}
 
     def clock(self, model_id: str) -> float:
         return self.clocks.get(model_id, float("-inf"))
@@ -195,8 +211,10 @@ class Triage:
         """resolve: count the evaluation for every alert of its scope; an active alert that
         did not fire in it is clear (unless held) or not; enough clear evaluations in a row
         resolve it (at the evaluation's event time). A resolved alert counts the evaluations
-        since, for flap detection, and is forgotten once past the flap window."""
+        since, for flap detection, and is forgotten once past the flap window. Its samples
+        go to the changes, thinned (:meth:`_samples`)."""
         p = self.policy
+        self._samples(e, changes)
         touched: set[str] = set()
         for alert_id in sorted(self.by_model.get(e.model_id, ())):
             a = self.alerts[alert_id]
@@ -228,6 +246,24 @@ class Triage:
             self._maybe_resolve(incident_id, e.ts, changes)
         for incident_id in sorted(self._reinhibit(e.model_id, changes) | touched):
             self._route(incident_id, e.ts, None, changes)
+
+    def _samples(self, e: Evaluation, changes: Changes) -> None:
+        """A series' sample is kept every ``sample_every`` evaluations of it, and whenever
+        it fired or its state (clear, held, fired) is not the previous evaluation's: a
+        chart shows the level between incidents and every turn, at a fraction of the rows.
+        Counted per series since this triage started (a restart keeps the next one)."""
+        every = self.policy.sample_every
+        for s in e.samples:
+            fp = series_fingerprint(e.model_id, s.kind, s.subject, s.statistic, s.slice,
+                                    s.model_version)
+            key = s.key
+            state = "fired" if key in e.fired else "held" if key in e.held else "clear"
+            skipped, last = self.sampled.get(fp, (0, ""))
+            if state == "fired" or state != last or skipped + 1 >= every:
+                changes.samples.append(Measurement(fp, e.model_id, e.seq, e.ts, s))
+                self.sampled[fp] = (0, state)
+            else:
+                self.sampled[fp] = (skipped + 1, state)
 
     # -- stages that need the state ------------------------------------------------------
     def _model_alerts(self, model_id: str) -> list[Alert]:

@@ -224,7 +224,9 @@ class TriagePolicy(_Frozen):
     alert resolves after ``resolve_after_evaluations`` clear evaluations of its monitor in a
     row; the same condition firing again within ``flap_window_evaluations`` evaluations of
     resolving reopens its incident (no new page) and is a flap; ``flap_threshold`` flaps
-    make it *flapping* (muted).
+    make it *flapping* (muted). Of the values every evaluation reports (its samples, the
+    store's snapshots for charts) a series keeps one in ``sample_every`` evaluations, and
+    every one at which it fired or changed state (clear, held, fired).
     """
 
     @model_validator(mode="before")
@@ -246,6 +248,7 @@ class TriagePolicy(_Frozen):
     resolve_after_evaluations: int = Field(default=3, ge=1)
     flap_window_evaluations: int = Field(default=20, ge=0)
     flap_threshold: int = Field(default=3, ge=1)
+    sample_every: int = Field(default=5, ge=1)
     min_slice_share: float = Field(default=0.01, ge=0, le=1)
     out_of_range_corruption_rate: float = Field(default=0.5, gt=0, le=1)
     unseen_category_corruption_rate: float = Field(default=0.25, gt=0, le=1)

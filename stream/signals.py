@@ -18,7 +18,7 @@ from typing import Any
 
 from config.kinds import Kind
 
-__all__ = ["Evaluation", "Findings", "Kind", "Scope", "Signal", "Window", "iso"]
+__all__ = ["Evaluation", "Findings", "Kind", "Sample", "Scope", "Signal", "Window", "iso"]
 
 EvidenceValue = float | int | str | bool | None | list[Any] | dict[str, Any]
 
@@ -115,13 +115,37 @@ class Scope:
 
 
 @dataclass(frozen=True, slots=True)
+class Sample:
+    """The value a series had when an evaluation tested it against its ``threshold``
+    (fired, held or clear), for charts of every evaluation, not only of the signals. When
+    the series fired, ``value`` and ``threshold`` are the signal's (same rounding).
+
+    >>> Sample(Kind.DRIFT, "car_value", "psi", None, None, 0.04, 0.2).key
+    (<Kind.DRIFT: 'drift'>, 'car_value', 'psi')
+    """
+
+    kind: Kind
+    subject: str
+    statistic: str
+    slice: str | None
+    model_version: str | None
+    value: float
+    threshold: float
+
+    @property
+    def key(self) -> SeriesKey:
+        return (self.kind, self.subject, self.statistic)
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     """One evaluation of a monitor, at the event with index ``seq``: the statement that
     every series in ``scope`` was tested. A series in ``fired`` raised a :class:`Signal` at
     this ``seq``; one in ``held`` was inconclusive (too few values, or inside the hysteresis
     band just under its threshold); every other one was *clear*. Triage resolves an alert
     after enough clear evaluations in a row, so alerts end on what the monitors saw, not on
-    how much event time passed (pages are a function of the events alone).
+    how much event time passed (pages are a function of the events alone). ``samples`` are
+    the values of the series it tested that had one (fired, held or clear), for charts.
 
     >>> e = Evaluation("m", Scope(frozenset({Kind.DRIFT})), seq=999, ts=0.0,
     ...                held=frozenset({(Kind.DRIFT, "car_value", "psi")}))
@@ -135,6 +159,7 @@ class Evaluation:
     ts: float
     held: frozenset[SeriesKey] = frozenset()
     fired: frozenset[SeriesKey] = frozenset()
+    samples: tuple[Sample, ...] = ()
 
     def is_clear(self, kind: str, subject: str, statistic: str) -> bool:
         key = (kind, subject, statistic)

@@ -318,8 +318,8 @@ class SqlStore:
     def apply(self, changes: Changes, *, dry_run: bool, source: str = "",
               rejects: Sequence[tuple[int, Reject]] = (), checkpoint: Checkpoint | None = None,
               progress: Progress | None = None) -> None:
-        if (not changes and not changes.clocks and not changes.signals and checkpoint is None
-                and progress is None and not rejects):
+        if (not changes and not changes.clocks and not changes.signals and not changes.samples
+                and checkpoint is None and progress is None and not rejects):
             return
         now = datetime.now(tz=UTC)
         with self.engine.begin() as conn:
@@ -350,6 +350,13 @@ class SqlStore:
                  "value": s.value, "threshold": s.threshold}
                 for o, s in zip(changes.occurrences, changes.signals, strict=True)],
                 ["fingerprint", "seq"], False)
+            self.insert_rows(conn, SnapshotRow, [  # at a signal's index, the signal's row stays
+                {"fingerprint": m.fingerprint, "model_id": m.model_id,
+                 "model_version": m.sample.model_version, "kind": str(m.sample.kind),
+                 "subject": m.sample.subject, "statistic": m.sample.statistic,
+                 "slice": m.sample.slice, "seq": m.seq, "ts": to_dt(m.ts),
+                 "value": m.sample.value, "threshold": m.sample.threshold}
+                for m in changes.samples], ["fingerprint", "seq"], False)
             pages = [{
                 "page_id": p.page_id, "incident_id": p.incident_id, "alert_id": p.alert_id,
                 "model_id": p.model_id, "kind": p.kind, "subject": p.subject,

@@ -221,7 +221,8 @@ class FeedbackRow(Base):
 
 
 class SnapshotRow(Base):
-    """Statistic values over time, for charts (one per signal)."""
+    """Statistic values over time, for charts: one per evaluation's sample and per signal
+    (one per series and index)."""
 
     __tablename__ = "statistic_snapshots"
     __table_args__ = (

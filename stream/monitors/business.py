@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from river import stats, utils
 
 from config.file import BusinessMetricSpec, MonitoringSettings
-from stream.signals import Evaluation, EvidenceValue, Findings, Kind, Scope, Signal, Window
+from stream.signals import Evaluation, EvidenceValue, Findings, Kind, Sample, Scope, Signal, Window
 from stream.state import State, StateError, check
 from stream.stats import welch_drop_z, z_critical
 
@@ -154,30 +154,33 @@ class BusinessMonitor:
                 st.window_ts.popleft()
             seen = st.count - b.reference_observations
             if seen >= b.window_observations and seen % b.eval_every == 0:
-                sig, held = self._evaluate(name, st)
+                sig, held, sample = self._evaluate(name, st)
                 if sig is not None:
                     out.signals.append(sig)
                 this = frozenset({(Kind.BUSINESS_METRIC, name, "mean")})
                 out.evaluations.append(Evaluation(
                     self.model_id, Scope(frozenset({Kind.BUSINESS_METRIC}), name),
                     int(seq[i]), float(ts[i]), this if held else frozenset(),
-                    this if sig is not None else frozenset()))
+                    this if sig is not None else frozenset(), (sample,)))
         return out
 
-    def _evaluate(self, name: str, st: _MetricState) -> tuple[Signal | None, bool]:
-        """The signal of a fall, if any, and whether the metric is held (not clear)."""
+    def _evaluate(self, name: str, st: _MetricState) -> tuple[Signal | None, bool, Sample]:
+        """The signal of a fall, if any, whether the metric is held (not clear), and the
+        window's mean against the line a fall crosses (the sample)."""
         assert st.cur_mean is not None and st.cur_var is not None
         b = self.settings.business
         ref, cur = st.ref_mean.get(), st.cur_mean.get()
         sign = 1.0 if st.spec.direction == "higher_is_better" else -1.0
         drop = sign * (ref - cur)
         rel = drop / abs(ref) if ref else (np.inf if drop > 0 else 0.0)
+        sample = Sample(Kind.BUSINESS_METRIC, name, "mean", None, None, round(cur, 6),
+                        round(ref * (1 - sign * st.spec.max_drop), 6))
         if rel < st.spec.max_drop:
-            return None, rel >= (1.0 - self.settings.hysteresis) * st.spec.max_drop
+            return None, rel >= (1.0 - self.settings.hysteresis) * st.spec.max_drop, sample
         z = sign * welch_drop_z(ref, st.ref_var.get(), b.reference_observations,
                                 cur, st.cur_var.get(), b.window_observations)
         if z < self._z:
-            return None, True
+            return None, True, sample
         evidence: dict[str, EvidenceValue] = {
             "reference_mean": round(ref, 6), "current_mean": round(cur, 6),
             "relative_drop": round(float(rel), 4), "max_drop": st.spec.max_drop,
@@ -188,6 +191,6 @@ class BusinessMonitor:
         window = Window(st.window_seq[0], st.window_seq[-1], st.window_ts[0], st.window_ts[-1],
                         len(st.window_seq))
         return Signal(model_id=self.model_id, kind=Kind.BUSINESS_METRIC, subject=name,
-                      statistic="mean", value=round(cur, 6),
-                      threshold=round(ref * (1 - sign * st.spec.max_drop), 6), window=window,
-                      evidence=evidence, ts=window.end_ts, seq=window.end_seq), False
+                      statistic="mean", value=sample.value, threshold=sample.threshold,
+                      window=window, evidence=evidence, ts=window.end_ts,
+                      seq=window.end_seq), False, sample

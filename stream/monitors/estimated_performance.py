@@ -48,6 +48,7 @@ from stream.signals import (
     EvidenceValue,
     Findings,
     Kind,
+    Sample,
     Scope,
     SeriesKey,
     Signal,
@@ -338,6 +339,7 @@ class EstimatedPerformanceMonitor:
         fired: frozenset[SeriesKey] = frozenset()
         key: SeriesKey = (Kind.PERFORMANCE, self.metric, self.statistic)
         last_seq, last_ts = block.last_seq, block.last_ts
+        samples: tuple[Sample, ...] = ()
         if block.value is None:
             held = frozenset({key})
         else:
@@ -354,8 +356,12 @@ class EstimatedPerformanceMonitor:
                 else:
                     self.run.append(block)
                     self.run = self.run[-(self._blocks.maxlen or 1):]
+                # the block's estimate; when it fires, the signal's (the run's mean)
+                shown = round(block.value, 6)
                 if value >= self.cusum.h:
-                    out.signals.append(self._signal(block))
+                    signal = self._signal(block)
+                    out.signals.append(signal)
+                    shown = signal.value
                     fired = frozenset({key})
                     self.awaiting = [*self.awaiting, *(b for b in self.run
                                                        if b not in self.awaiting)][-AWAIT_BLOCKS:]
@@ -364,10 +370,11 @@ class EstimatedPerformanceMonitor:
                     # in the band; or it fired and its labels have not said yet whether the
                     # estimate was right: an estimate that recovers is not over until then
                     held = frozenset({key})
+                samples = (Sample(*key, None, None, shown, round(self.line, 6)),)
         out.evaluations.append(Evaluation(
             self.profile.model_id,
             Scope(frozenset({Kind.PERFORMANCE}), self.metric, statistics=frozenset(
-                {self.statistic})), last_seq, last_ts, held, fired))
+                {self.statistic})), last_seq, last_ts, held, fired, samples))
 
     def _realized(self, blocks: list[_Block]) -> tuple[float | None, int]:
         labels = sum(b.labels for b in blocks)
@@ -478,7 +485,8 @@ class EstimatedPerformanceMonitor:
             self.suspended = False
         out.evaluations.append(Evaluation(
             self.profile.model_id, Scope(frozenset({Kind.MONITORING_HEALTH}), "calibration"),
-            last_seq, last_ts, held, fired))
+            last_seq, last_ts, held, fired,
+            (Sample(*key, None, None, round(check.z, 3), CALIBRATION_Z),)))
 
     def counters(self) -> dict[str, int | bool]:
         return {"blocks": self.blocks_seen, "confirmed": self.confirmed,

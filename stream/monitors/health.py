@@ -49,6 +49,7 @@ from stream.signals import (
     EvidenceValue,
     Findings,
     Kind,
+    Sample,
     Scope,
     SeriesKey,
     Signal,
@@ -191,8 +192,11 @@ class LabelHealth:
         counts: dict[str, EvidenceValue] = {f: fates[f] for f in ("matched", *FATES)}
         held: set[SeriesKey] = set()
         fired: list[Signal] = []
+        samples: list[Sample] = []
         for fate, statistic in FATES.items():
             rate = fates[fate] / n
+            samples.append(Sample(HEALTH, "labels", statistic, None, None, round(rate, 6),
+                                  h.max_lost_label_share))
             if rate >= h.max_lost_label_share:
                 evidence: dict[str, EvidenceValue] = {"outcomes": n, **counts}
                 if fate == "late" and self.join.lateness:
@@ -205,7 +209,8 @@ class LabelHealth:
         out.signals.extend(fired)
         out.evaluations.append(Evaluation(
             self.model_id, Scope(frozenset({HEALTH}), "labels"), window.end_seq, window.end_ts,
-            frozenset(held), frozenset((HEALTH, s.subject, s.statistic) for s in fired)))
+            frozenset(held), frozenset((HEALTH, s.subject, s.statistic) for s in fired),
+            tuple(samples)))
 
     def _judge(self, out: Findings, window: Window, subject: str, statistic: str,
                value: float, threshold: float, *, fire: bool, held: bool,
@@ -218,7 +223,8 @@ class LabelHealth:
         out.evaluations.append(Evaluation(
             self.model_id, Scope(frozenset({HEALTH}), subject), window.end_seq, window.end_ts,
             frozenset({key}) if held and not fire else frozenset(),
-            frozenset({key}) if fire else frozenset()))
+            frozenset({key}) if fire else frozenset(),
+            (Sample(*key, None, None, round(value, 6), threshold),)))
 
     def _signal(self, subject: str, statistic: str, value: float, threshold: float,
                 window: Window, evidence: dict[str, EvidenceValue]) -> Signal:

@@ -44,6 +44,7 @@ from stream.signals import (
     EvidenceValue,
     Findings,
     Kind,
+    Sample,
     Scope,
     SeriesKey,
     Signal,
@@ -62,15 +63,24 @@ LABEL_SCOPE = Scope(frozenset({Kind.LABEL_DRIFT}))
 
 @dataclass(slots=True)
 class _Verdicts:
-    """One window's outcome: the signals raised and the series held (neither fired nor
-    clear)."""
+    """One window's outcome: the signals raised, the series held (neither fired nor
+    clear) and the value of every series tested that had one."""
 
     signals: list[Signal] = field(default_factory=list)
     held: set[SeriesKey] = field(default_factory=set)
+    samples: list[Sample] = field(default_factory=list)
+
+    def sample(self, kind: Kind, subject: str, statistic: str, value: float,
+               threshold: float) -> float:
+        """Record a tested value (rounded as its signal's); returns the rounded value."""
+        value = round(value, 6)
+        self.samples.append(Sample(kind, subject, statistic, None, None, value, threshold))
+        return value
 
     def evaluation(self, model_id: str, scope: Scope, window: Window) -> Evaluation:
         return Evaluation(model_id, scope, window.end_seq, window.end_ts, frozenset(self.held),
-                          frozenset((s.kind, s.subject, s.statistic) for s in self.signals))
+                          frozenset((s.kind, s.subject, s.statistic) for s in self.signals),
+                          tuple(self.samples))
 
 
 @dataclass(slots=True)
@@ -297,6 +307,7 @@ class InputMonitor:
         keep = 1.0 - self.settings.hysteresis
         for name, count in sorted(self._new_features.items()):
             rate = count / window.count
+            out.sample(Kind.SCHEMA, name, "new_feature_rate", rate, q.schema_rate)
             z = rate_increase_z(count, window.count, 0.0, self.profile.prediction.n)
             if rate >= q.schema_rate and z >= self._z:
                 evidence: dict[str, EvidenceValue] = {
@@ -326,6 +337,8 @@ class InputMonitor:
             out.held.add((kind, col.name, statistic))  # nothing to test this window
             return
         rate = count / n
+        threshold = round(ref_rate + min_increase, 6)
+        out.sample(kind, col.name, statistic, rate, threshold)
         rise = rate - ref_rate
         if rise < min_increase:
             if rise >= (1.0 - self.settings.hysteresis) * min_increase:
@@ -341,8 +354,8 @@ class InputMonitor:
         }
         if extra:
             evidence.update(extra)
-        out.signals.append(self._signal(kind, col.name, statistic, rate,
-                                        round(ref_rate + min_increase, 6), window, evidence))
+        out.signals.append(self._signal(kind, col.name, statistic, rate, threshold, window,
+                                        evidence))
 
     def _test(self, col: _Column, acc: _Acc, window: Window, out: _Verdicts) -> None:
         prof = col.profile
@@ -399,6 +412,7 @@ def drift_signal(out: _Verdicts, model_id: str, kind: Kind, name: str, prof: Pro
     ref = prof.counts if isinstance(prof, NumericProfile) else np.append(prof.counts, 0.0)
     value = psi(acc.counts, ref)
     threshold = settings.drift.psi_threshold
+    out.sample(kind, name, "psi", value, threshold)
     if value < threshold:
         if value >= (1.0 - settings.hysteresis) * threshold:
             out.held.add(key)

@@ -39,6 +39,7 @@ from stream.signals import (
     EvidenceValue,
     Findings,
     Kind,
+    Sample,
     Scope,
     SeriesKey,
     Signal,
@@ -388,8 +389,15 @@ class PerformanceMonitor:
         this: frozenset[SeriesKey] = frozenset({(Kind.PERFORMANCE, self.metric, self.metric)})
         held: frozenset[SeriesKey] = frozenset()
         fired: frozenset[SeriesKey] = frozenset()
+        # the level the tolerance line is about, over the labels a signal would report
+        # (the CUSUM decides; this is what a chart and a signal show)
+        w, est = self._current(series)
+        samples: tuple[Sample, ...] = () if est is None else (Sample(
+            Kind.PERFORMANCE, self.metric, self.metric, key[0], key[1], round(est.value, 6),
+            round(self.line(ref), 6)),)
         if peak >= cusum.h:
-            sig = self._signal(key, series, peak, overall_count, untracked)
+            sig = None if est is None else self._signal(key, series, peak, overall_count,
+                                                        untracked, w, est)
             if sig is not None:
                 out.signals.append(sig)
                 fired = this
@@ -401,20 +409,22 @@ class PerformanceMonitor:
             # that come late, behind others): they say nothing of whether it is over
             held = this
         out.evaluations.append(Evaluation(self.profile.model_id, scope, last_seq, last_ts,
-                                          held, fired))
+                                          held, fired, samples))
 
-    def _signal(self, key: tuple[str | None, str | None], series: _Series,
-                peak: float, overall_count: int,
-                untracked: tuple[int, int]) -> Signal | None:
-        ref, cusum = series.reference, series.cusum
-        assert ref is not None and cusum is not None
+    def _current(self, series: _Series) -> tuple[int, Estimate | None]:
+        """The metric over the series' last labels: those since the change detected (at
+        least ``min_labels``, at most ``window_labels``)."""
         perf = self.settings.performance
         w = min(series.count, perf.window_labels,
                 max(series.run_labels, perf.min_labels))
         y, p, s = series.last(w)
-        est = compute(self.metric, y, p, s, positive=self.profile.positive)
-        if est is None:
-            return None
+        return w, compute(self.metric, y, p, s, positive=self.profile.positive)
+
+    def _signal(self, key: tuple[str | None, str | None], series: _Series,
+                peak: float, overall_count: int, untracked: tuple[int, int], w: int,
+                est: Estimate) -> Signal:
+        ref, cusum = series.reference, series.cusum
+        assert ref is not None and cusum is not None
         drop = ref.value - est.value if self.higher_is_better else est.value - ref.value
         first_seq, last_seq, first_ts, last_ts = series.bounds(w)
         evidence: dict[str, EvidenceValue] = {

@@ -8,6 +8,7 @@ where it fails)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from services.api import CONTENT_SECURITY_POLICY, build_api
 from sim.scenarios import generate, write_scenario
 from tests.integration.conftest import pg_db, postgres_url  # noqa: F401 - fixtures
 from watchkeeper.cli import main
+from watchkeeper.demo import DEMO_PREDICTIONS
 
 TOKEN = "console-test-token-0123456789"
 NOW = 1_900_000_000.0
@@ -364,6 +366,46 @@ def test_a_model_page_lists_the_alerts_seen_in_its_range(db: Db) -> None:
             "car_loan", since, until)[:2]
     assert spanning >= 5  # raised before their range, and listed
     store.close()
+
+
+def test_model_health_shows_the_levels_before_the_incident(tmp_path: Path) -> None:
+    """The demo's harmful-drift model: the car_value drift and overall accuracy charts have
+    values from the start (clear evaluations' samples), below their threshold before the
+    incident's onset, not only the signals' after it; the alert's band starts after it."""
+    model_id = "loan_harmful_drift"
+    scenario = generate("harmful_drift", predictions=DEMO_PREDICTIONS, seed=7,
+                        model_id=model_id)
+    files = write_scenario(scenario, tmp_path / "harmful_drift.jsonl")
+    url = str(tmp_path / "wk.db")
+    assert main(["replay", str(files.events), "--config", str(files.config), "--db", url,
+                 "-q"]) == 0
+    onset = datetime.fromisoformat(
+        str(scenario.events[scenario.incidents[0].onset_index]["ts"])).timestamp()
+    app = build_api(SqlStore(url, migrate=False), None, None, api_token=TOKEN,
+                    clock=lambda: NOW)
+    with TestClient(app, base_url="http://console.test", follow_redirects=False) as client:
+        sign_in(client)
+        page = client.get(f"/models/{model_id}")
+    assert page.status_code == 200
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>',
+                      page.text, re.S)
+    assert found
+    charts = {c["title"]: c for c in json.loads(found.group(1))["charts"]}
+    for title, label in (("car_value: psi (drift)", "psi"), ("accuracy: overall", "realized")):
+        chart = charts[title]
+        values = next(s["values"] for s in chart["series"] if s["label"] == label)
+        line = next(s["values"] for s in chart["series"] if s["role"] == "threshold")
+        before = [(x, v, t) for x, v, t in zip(chart["x"], values, line, strict=True)
+                  if x < onset and v is not None]
+        # the drift chart's: windows of 1,000 predictions, 8 before the onset, one sample in
+        # 5 kept (triage.sample_every)
+        assert len(before) >= 2, title
+        if label == "psi":  # a psi fires above its threshold
+            assert all(v < t for _, v, t in before), before
+        else:  # an accuracy over 200 labels is noisy: the CUSUM decides, not one value
+            assert sum(v - t for _, v, t in before) > 0, before
+        assert chart["bands"] and min(b[0] for b in chart["bands"]) > onset, title
+    assert len(charts) > 40  # every series tested, not only those that fired
 
 
 def console_reads(db: Db, store: SqlStore, *, deep: Cursor | None = None,
