@@ -7,8 +7,9 @@ to start rather than create a database of its own.
 
 Secrets (the Slack bot token and signing secret, the API token, the console's session
 secret) are ``SecretStr``: the ``repr`` and ``str`` of the settings show ``**********``,
-and a database URL's password shows as ``***``. Outside development (``WATCHKEEPER_ENV``, ``production`` unless set)
-a server command refuses a secret that is a placeholder or too short
+and a database URL's password shows as ``***``. Outside development
+(``WATCHKEEPER_ENV``, ``production`` unless set) a server command refuses a secret that
+is a placeholder or too short
 (:meth:`Settings.weak_secret`).
 
 >>> s = WorkerSettings(config="c.yaml", kafka_bootstrap="127.0.0.1:59092")
