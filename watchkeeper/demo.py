@@ -83,5 +83,9 @@ def run_demo(workdir: Path | None = None, out: IO[str] | None = None) -> int:
     console.print(f"  watchkeeper sql --db {db} \"SELECT paged_at, model_id, kind, subject, "
                   "channel FROM pages ORDER BY paged_at\"")
     console.print(f"  watchkeeper alerts list --db {db}")
+    console.print("The console on it (sign in with any name and the token demo; then open "
+                  "http://127.0.0.1:8080/):")
+    console.print(f"  WATCHKEEPER_ENV=development WATCHKEEPER_API_TOKEN=demo watchkeeper api "
+                  f"--db {db}")
     return 0
 

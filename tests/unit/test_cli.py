@@ -476,3 +476,18 @@ def test_every_command_reads_the_database_from_the_environment(
     assert main(["sql", "SELECT 1"]) == 2
     assert one_error_line(capsys).startswith("settings: WATCHKEEPER_DATABASE_URL: a database "
                                              "URL is postgresql://")
+
+
+def test_demo_pages_the_six_actionable_scenarios_and_says_how_to_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's first command: every built-in scenario, six pages (one per actionable
+    scenario, none for the benign and stationary ones), the funnel against page-on-every-
+    drift, and the commands to look at the result, the console's included."""
+    assert main(["demo", "--workdir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"→ 7 incidents → 6 pages \(a page-on-every-drift policy would have sent "
+                     r"\d+\)", out), out[-2000:]
+    db = tmp_path / "d" / "watchkeeper.db"
+    assert db.exists() and f"watchkeeper alerts list --db {db}" in out
+    assert f"WATCHKEEPER_API_TOKEN=demo watchkeeper api --db {db}" in out
