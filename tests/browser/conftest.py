@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
@@ -88,9 +88,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:  # not listening yet, or 503 (HTTPError is an OSError)
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.stdout.read().decode() if proc.stdout else ""
