@@ -304,7 +304,7 @@ class EventDecoder:
         limit = self.max_event_bytes
         for position, message in enumerate(messages, first):
             head = message[:1]
-            if head == b"{" and len(message) <= limit and _NUL not in message:
+            if head == b"{" and len(message) <= limit:
                 try:
                     if not message.isascii():
                         message.decode("utf-8")  # msgspec does not check skipped fields
@@ -351,8 +351,6 @@ class EventDecoder:
         """
         if not messages or max(map(len, messages)) > self.max_event_bytes:
             return None
-        if any(_NUL in m for m in messages):
-            return None
         try:
             events = list(map(self._event.decode, messages))
             for message in filterfalse(_isascii, messages):
@@ -365,7 +363,7 @@ class EventDecoder:
     def _valid_batch(self, message: bytes) -> list[Event] | None:
         """The events of a batch message (a JSON array) if every element is a valid event
         (as :meth:`_valid_events` means it), else None."""
-        if len(message) > self.max_message_bytes or not _is_utf8(message) or _NUL in message:
+        if len(message) > self.max_message_bytes or not _is_utf8(message):
             return None
         try:
             events = self._events.decode(message)
@@ -418,8 +416,6 @@ class EventDecoder:
             rejects.append(_too_deep(raw, index))
             return
         reason = self._broken(ev)
-        if reason is None and _NUL in raw and _has_nul(msgspec.to_builtins(ev)):
-            reason = Reason.INVALID_VALUE, "a NUL character (\\u0000) in a text field"
         if reason is not None:
             rejects.append(Reject(reason[0], reason[1], raw, index))
             return
@@ -460,32 +456,6 @@ class EventDecoder:
 
 
 _INVALID = object()
-# JSON's only way to a NUL character: no text field may hold one (PostgreSQL's text cannot,
-# and no id, name or category needs one). The raw bytes are searched first (cheap); only a
-# message that has it is looked at field by field.
-_NUL = b"\\u0000"
-
-
-def _has_nul(value: Any) -> bool:
-    r"""Whether any string in ``value`` (decoded JSON, keys included) holds a NUL.
-
-    >>> _has_nul({"a": ["x", {"b\x00": 1}]}), _has_nul({"a": "\\u0000"})
-    (True, False)
-    """
-    stack = [value]
-    while stack:  # no recursion: the depth is the input's
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 def _loose(raw: bytes) -> Any:
     """Python's json, which accepts NaN/Infinity; ``_INVALID`` if even that fails."""
     try:

@@ -102,24 +102,56 @@ def dialect_insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _finite(obj: Any) -> Any:
+NUL = "\x00"
+NUL_WRITTEN = "\\x00"  # how a NUL character is stored: PostgreSQL's text cannot hold one
+
+
+def _text(value: str) -> str:
+    return value.replace(NUL, NUL_WRITTEN) if NUL in value else value
+
+
+def _storable(obj: Any) -> Any:
+    """``obj`` as the JSON columns keep it: NaN and infinities as null, NUL characters in
+    strings (keys too) written out."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return _text(obj)
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {_text(k) if isinstance(k, str) else k: _storable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [_storable(v) for v in obj]
     return obj
 
 
 def json_dumps(obj: Any) -> str:
-    """JSON for the store's columns: NaN and infinities (a z of inf, say) become null,
-    which PostgreSQL accepts and SQLite keeps the same.
+    r"""JSON for the store's columns: NaN and infinities (a z of inf, say) become null,
+    which PostgreSQL accepts and SQLite keeps the same; a NUL character is written out.
 
-    >>> json_dumps({"z": float("inf"), "v": [1.5, float("nan")]})
-    '{"z": null, "v": [1.5, null]}'
+    >>> json_dumps({"z": float("inf"), "v": [1.5, float("nan")], "k\x00": "a\x00"})
+    '{"z": null, "v": [1.5, null], "k\\\\x00": "a\\\\x00"}'
     """
-    return json.dumps(_finite(obj))
+    return json.dumps(_storable(obj))
+
+
+def _no_nul(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+            executemany: bool) -> tuple[str, Any]:
+    """The engine's ``before_cursor_execute`` hook on PostgreSQL: a NUL character in a text
+    parameter is written out (PostgreSQL's text cannot hold one, and events may carry one
+    in an id, a name or a category). Only strings that hold one are copied."""
+    def clean(params: Any) -> Any:
+        if isinstance(params, dict):
+            if any(isinstance(v, str) and NUL in v for v in params.values()):
+                return {k: _text(v) if isinstance(v, str) else v for k, v in params.items()}
+            return params
+        if isinstance(params, (list, tuple)) and any(
+                isinstance(v, str) and NUL in v for v in params):
+            return type(params)(_text(v) if isinstance(v, str) else v for v in params)
+        return params
+
+    if executemany and isinstance(parameters, (list, tuple)):
+        return statement, [clean(p) for p in parameters]
+    return statement, clean(parameters)
 
 
 def to_dt(ts: float | None) -> datetime | None:
@@ -221,6 +253,8 @@ class SqlStore:
                                             pool_pre_ping=True,
                                             connect_args=_connect_args(self.url))
         event.listen(self.engine, "handle_error", _transient)
+        if self.url.startswith("postgresql"):
+            event.listen(self.engine, "before_cursor_execute", _no_nul, retval=True)
 
     def ping(self) -> None:
         """Reach the database (``SELECT 1``); :class:`RetryableError` when it is away."""
@@ -411,10 +445,8 @@ class SqlStore:
     def _insert_rejects(self, conn: Connection, source: str,
                         rejects: Sequence[tuple[int, Reject]], now: datetime) -> None:
         self.insert_rows(conn, RejectedEventRow, [
-            # PostgreSQL's text holds no NUL; a reason's detail may quote the bad input
-            {"source": source, "seq": seq, "reason": str(r.reason),
-             "detail": r.detail.replace("\x00", "\\x00"), "raw": r.raw, "recorded_at": now}
-            for seq, r in rejects],
+            {"source": source, "seq": seq, "reason": str(r.reason), "detail": r.detail,
+             "raw": r.raw, "recorded_at": now} for seq, r in rejects],
             ["source", "seq"], False)
 
     # -- reading ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -176,3 +177,31 @@ def test_only_a_database_away_is_retryable(pg_db: str) -> None:
             conn.execute(sql("SELECT pg_terminate_backend(pg_backend_pid())"))
     store.ping()  # a new connection from the pool: nothing to wait out
     store.close()
+
+
+def test_nul_characters_in_events_are_stored_written_out(
+    pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JSON may carry a NUL in an id, a category or a version (the decoder takes it);
+    PostgreSQL's text cannot hold one: the store writes it out (``\\x00``), in text columns
+    and in JSON, and the replay goes through."""
+    import json
+
+    scenario = generate("broken_pipeline", predictions=4_000, seed=7)
+    files = write_scenario(scenario, tmp_path / "bp.jsonl")
+    lines = []
+    for k, original in enumerate(scenario.events):
+        event: dict[str, Any] = dict(original)
+        if event["type"] == "prediction" and k > len(scenario.events) // 3:
+            event["model_version"] = "v7\x00b"
+            event["features"] = {**event["features"], "region": "west\x00"}
+            event["tags"] = {**(event.get("tags") or {}), "channel": "web\x00"}
+        lines.append(json.dumps(event))
+    files.events.write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", str(files.events), "--config", str(files.config), "--db", pg_db,
+                 "-q"]) == 0
+    written = psql(pg_db, "SELECT count(*) FROM statistic_snapshots WHERE "
+                          "strpos(model_version, '\\x00') > 0 OR strpos(slice, '\\x00') > 0")
+    assert int(written[0][0]) > 0
+    assert counts(pg_db)["alerts"] > 0

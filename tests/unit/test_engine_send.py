@@ -5,6 +5,8 @@ ends the retries."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,7 @@ def test_only_what_failed_is_sent_again_and_what_never_fits_is_dropped(
     worker.producer = producer
     out = Outputs(deadletters=[Outgoing(None, v) for v in (b"a", b"huge", b"b")],
                   signals=[Outgoing(b"m", b"s1")])
-    asyncio.run(worker._send(out))
+    run(worker._send(out))
     assert producer.delivered == [b"a", b"s1", b"b"]  # b once, after its timeout
     dropped = worker.processor.metrics.registry.get_sample_value(
         "watchkeeper_worker_dropped_outputs_total", {"topic": worker.topics.deadletter})
@@ -69,9 +71,16 @@ def test_a_stop_ends_the_retries(worker: AiokafkaWorker,
     producer = Producer(refuse=set(), late={b"a"})
     worker.producer = producer
     worker.stop()
-    asyncio.run(worker._send(Outputs(deadletters=[Outgoing(None, b"a")])))
+    run(worker._send(Outputs(deadletters=[Outgoing(None, b"a")])))
     assert producer.delivered == []  # not sent, and no endless retry
 
 
 async def _no_wait(_: float) -> None:
     return None
+
+
+def run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run it on a loop of its own thread (the browser tests' Playwright keeps a loop
+    running in this one for the session)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result(timeout=60)
