@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from sim.scenarios import generate, write_scenario
+from tests.ports import free_port
 from watchkeeper.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +32,6 @@ TOKEN = "browser-test-token-0123456789"
 
 def chromium_path() -> str | None:
     return os.environ.get("WATCHKEEPER_CHROMIUM") or shutil.which("chromium")
-
-
-def free_port() -> int:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "free_port.py")],
-                         check=True, capture_output=True, text=True)
-    return int(out.stdout.strip())
 
 
 @dataclass(frozen=True)

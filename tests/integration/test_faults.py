@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -32,14 +31,10 @@ from services.pipeline import Pipeline
 from sim.scenarios import generate, write_scenario
 from tests.figures import record
 from tests.integration.test_kafka_recovery import Harness
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = 30.0
-
-
-def free_port(pair: bool = False) -> int:
-    args = [sys.executable, str(ROOT / "scripts" / "free_port.py")] + (["--pair"] if pair else [])
-    return int(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from config.settings import SlackSettings
 from services.notifier import Notifier, slack_client
 from sim.scenarios import generate, write_scenario
 from tests.fakes.slack import FakeSlack
+from tests.ports import free_port
 from watchkeeper.cli import run_replay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,12 +75,6 @@ def clean_environ() -> dict[str, str]:
            if not k.startswith("WATCHKEEPER_") or k == "WATCHKEEPER_REQUIRE_SERVICES"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env
-
-
-def free_port() -> int:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "free_port.py")],
-                         check=True, capture_output=True, text=True, timeout=30)
-    return int(out.stdout)
 
 
 @dataclass

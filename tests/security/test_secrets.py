@@ -27,12 +27,12 @@ from config.settings import Settings, load_settings
 from sim.scenarios import generate, write_scenario
 from tests.fakes.slack import FakeSlack, Fault
 from tests.integration.conftest import postgres_url  # noqa: F401 - fixture
+from tests.ports import free_port
 from tests.security.conftest import (
     ApiServer,
     Paged,
     Secrets,
     block_action,
-    free_port,
     posted_page,
     slack_signed,
 )
