@@ -559,6 +559,8 @@ def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
     ``once``, the error goes to the caller."""
     notifier = Notifier(store, slack_client(settings), settings, oncall=oncall,
                         metrics=metrics)
+    readiness = readiness if readiness is not None else Readiness()
+    notifier.metrics.ready.set_function(lambda: float(readiness.ready))
     total = Report()
     backoff = Backoff()
     done = 0
@@ -570,15 +572,11 @@ def run_notifier(store: DeliveryStore, settings: SlackSettings, *, once: bool,
                 raise
             delay = backoff.next()
             log.warning("the database is away (next round in %.1f s): %s", delay, exc)
-            notifier.metrics.ready.set(0)
-            if readiness is not None:
-                readiness.unready(str(exc))
+            readiness.unready(str(exc))
         else:
             backoff.reset()
             delay = interval
-            notifier.metrics.ready.set(1)
-            if readiness is not None:
-                readiness.recovered()
+            readiness.recovered()
             if once:
                 return total
         done += 1

@@ -77,6 +77,7 @@ class AiokafkaWorker:
         self._stop = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
         self.readiness = Readiness()
+        processor.metrics.ready.set_function(lambda: float(self.readiness.ready))
         self._failed: set[int] = set()  # partitions to seek back to their checkpoints
         self._outage = False  # the database was away: retry at _retry_at
         self._retry_at = 0.0
@@ -117,7 +118,6 @@ class AiokafkaWorker:
             self._outage = True
             self._retry_at = loop.time() + self._backoff.next()
         self.readiness.unready(reason)
-        self.processor.metrics.ready.set(0)
 
     async def _recover(self) -> None:
         """When a retry is due: reach the database, seek the failed partitions back to
@@ -147,7 +147,6 @@ class AiokafkaWorker:
         self._outage = False
         self._pause()
         self.readiness.recovered()
-        self.processor.metrics.ready.set(1)
 
     async def hand_over(self, partitions: set[int], *, checkpoint: bool = True) -> None:
         """Before partitions go (a rebalance, a shutdown): commit their checkpointed offsets

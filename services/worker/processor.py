@@ -104,7 +104,6 @@ class MessageProcessor:
         self.skipped = 0
         self.inputs = tuple(inputs)  # the input topics, in the order that breaks time ties
         self.aligners: dict[int, Aligner] = {}
-        self._batch_start: dict[int, int] = {}  # partition -> its batch's first event index
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.watch_checkpoints(self._checkpoint_ages)
 
@@ -114,7 +113,7 @@ class MessageProcessor:
                             on_page=lambda _: self.metrics.pages.inc(),
                             on_signal=lambda sig: self.metrics.signals.labels(
                                 kind=str(sig.kind)).inc(),
-                            on_changes=lambda changes: self._count(partition, changes))
+                            on_changes=self._count)
         saved = self.store.load_checkpoint(self.app_id, partition)
         stale: StaleCheckpoint | None = None
         if saved is not None:
@@ -151,11 +150,12 @@ class MessageProcessor:
             log.info("partition %d: rebuilding quietly up to offsets %s", partition, ahead)
         return pipeline
 
-    def _count(self, partition: int, changes: Changes) -> None:
-        """The alerts a batch opened (first seen in it) and the incidents it resolved."""
-        start = self._batch_start.get(partition, 0)
+    def _count(self, changes: Changes) -> None:
+        """The alerts a batch opened (every occurrence of theirs is in it) and the
+        incidents it resolved."""
+        new = Counter(o.alert_id for o in changes.occurrences)
         self.metrics.alerts.inc(sum(1 for alert in changes.alerts.values()
-                                    if alert.first_seq >= start))
+                                    if new[alert.alert_id] == alert.occurrences))
         self.metrics.resolved.inc(len(changes.resolved_incidents))
 
     def _checkpointer(self, partition: int,
@@ -213,7 +213,6 @@ class MessageProcessor:
             self._behind.discard(partition)
             self.quiet.pop(partition, None)
             self.aligners.pop(partition, None)  # what it held is fetched again by the next
-            self._batch_start.pop(partition, None)
 
     def _mark(self, partition: int, messages: list[Incoming]) -> dict[str, int]:
         """Record ``messages`` as processed; returns the partition's last offset per topic."""
@@ -315,7 +314,6 @@ class MessageProcessor:
                 return
         self._mark(partition, fresh)
         due = self._due(partition)
-        self._batch_start[partition] = pipeline.core.seq
         result = pipeline.feed(
             [m.value for m in fresh],
             checkpoint=self._checkpointer(partition, pipeline) if due else None,
