@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from alerts.model import Page
 from alerts.store import Checkpoint, PipelineStore, Progress
 from alerts.triage import Changes, Triage
@@ -136,7 +138,8 @@ class Pipeline:
     def snapshot(self) -> bytes:
         """The monitors' state as plain data (no configuration, no reference), with its
         format, compressed; see :meth:`restore`."""
-        return encode({"format": CHECKPOINT_FORMAT, "core": self.core.mark()})
+        # the core's own encoding of its state, as it is (not encoded a second time)
+        return encode({"format": CHECKPOINT_FORMAT, "core": msgspec.Raw(self.core.mark())})
 
     def restore(self, blob: bytes) -> list[str]:
         """Resume the monitors from :meth:`snapshot` under the current configuration and

@@ -273,12 +273,12 @@ class Core:
             self._since_bytes += sum(map(len, messages))
         return result
 
-    def mark(self) -> State:
-        """:meth:`state`, kept as the point a failing batch goes back to."""
-        state = self.state()
-        self._safe = msgspec.msgpack.encode(state)
+    def mark(self) -> bytes:
+        """:meth:`state`, encoded (msgpack), and kept as the point a failing batch goes back
+        to; a checkpoint embeds these bytes as they are (:func:`stream.state.encode`)."""
+        self._safe = msgspec.msgpack.encode(self.state())
         self._since, self._since_bytes = [], 0
-        return state
+        return self._safe
 
     def _runtimes(self) -> dict[str, ModelRuntime]:
         return {m: ModelRuntime(p, self.config.monitoring_for(m))

@@ -66,6 +66,8 @@ def check(state: Any, kind: str, version: int) -> State:
 
 
 def encode(state: State) -> bytes:
+    """``state`` compressed; parts already encoded (msgpack) may be given as bytes in
+    :class:`msgspec.Raw`, and go in as they are, not encoded again."""
     return zlib.compress(msgspec.msgpack.encode(state), 1)
 
 
