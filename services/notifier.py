@@ -354,19 +354,16 @@ class Notifier:
             return Outcome.REFUSED
         if not self._ready(msg):
             return Outcome.WAITING
-        first = history[0][0].timestamp() if history else None
         unanswered = [at.timestamp() for at, error in history
                       if error is not None and failure_of(error) is Failure.UNKNOWN]
         unanswered += self._unanswered.get(message_id, [])
-        unsure = bool(unanswered)
         for attempt in range(tries):
             report.attempts += 1
             started = self.clock()
-            first = started if first is None else first
             try:
                 try:
                     where, found = self._attempt(
-                        msg, window=(min(unanswered), max(unanswered)) if unsure else None)
+                        msg, window=(min(unanswered), max(unanswered)) if unanswered else None)
                 except DeliveryError:
                     raise
                 except Exception as exc:  # a bad row or payload must not stop the others
@@ -381,7 +378,6 @@ class Notifier:
                 self.store.record_attempt(message_id, datetime.fromtimestamp(started, tz=UTC),
                                           error=str(exc))
                 log.warning("outbox %s: attempt %d failed: %s", message_id, attempt + 1, exc)
-                unsure = unsure or exc.unknown
                 if not exc.retryable:
                     self._unanswered.pop(message_id, None)
                     return Outcome.REFUSED
